@@ -1,0 +1,88 @@
+"""Per-platform rendering of text the bot posts: no pings, no markup injection, within
+each platform's length limit.
+
+Generated text is the model's imitation of a channel, so it will contain things that
+look like `@everyone`, `<@123>` or `<!channel>`. Rendering makes them inert text; the
+Discord adapter also sends `AllowedMentions.none()`, so either layer alone is enough.
+"""
+
+from __future__ import annotations
+
+import re
+
+DISCORD_LIMIT = 2000
+# chat.postMessage accepts more, but Slack truncates and folds long messages; 4000 is
+# its documented recommendation for a readable message.
+SLACK_LIMIT = 4000
+CONSOLE_LIMIT = 100_000
+
+ZWSP = "\u200b"  # zero-width space: invisible, but breaks the mention syntax
+
+# @everyone/@here, and the <@id> <@!id> <@&role> mention markups.
+_DISCORD_MASS = re.compile(r"@(everyone|here)", re.IGNORECASE)
+_DISCORD_MARKUP = re.compile(r"<(@[!&]?|#)(\d+)>")
+# Terminal control: ANSI escapes and other C0/C1 characters except tab and newline.
+_TERMINAL_CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+# Where a long message may be split, best first: paragraph, line, sentence end
+# (Japanese and Latin), clause, word.
+_BREAKS = ("\n\n", "\n", "。", "！", "？", ". ", "! ", "? ", "、", ", ", " ")
+
+
+def neutralise_discord(text: str) -> str:
+    text = _DISCORD_MASS.sub(lambda m: "@" + ZWSP + m.group(1), text)
+    return _DISCORD_MARKUP.sub(lambda m: "<" + m.group(1) + ZWSP + m.group(2) + ">", text)
+
+
+def escape_slack(text: str) -> str:
+    """Slack's three control characters; with them escaped no `<!channel>`, `<@U…>` or
+    `<http://…|label>` can form."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def strip_terminal_control(text: str) -> str:
+    return _TERMINAL_CONTROL.sub("", text)
+
+
+def split_message(text: str, limit: int) -> list[str]:
+    """Splits text into pieces of at most `limit` characters, at the most natural break
+    inside the last half of each piece; a hard cut only when there is none."""
+    if limit < 1:
+        raise ValueError("limit must be positive")
+    pieces: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        window = rest[:limit]
+        cut = 0
+        for sep in _BREAKS:
+            pos = window.rfind(sep)
+            if pos >= limit // 2:
+                cut = pos + len(sep)
+                break
+        if cut == 0:
+            cut = limit
+            # Never leave a zero-width joiner or variation selector at the start of the
+            # next piece, away from the emoji it belongs to.
+            while cut > 1 and rest[cut] in "\u200d\ufe0f":
+                cut -= 1
+            # Nor cut an escaped entity (&amp; &lt; &gt;) in two.
+            amp = rest.rfind("&", max(0, cut - 4), cut)
+            if amp > 0 and ";" in rest[cut : amp + 5]:
+                cut = amp
+        pieces.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip("\n")
+    if rest.strip() or not pieces:
+        pieces.append(rest)
+    return [p for p in pieces if p] or [""]
+
+
+def render_discord(text: str) -> list[str]:
+    return split_message(neutralise_discord(text), DISCORD_LIMIT)
+
+
+def render_slack(text: str) -> list[str]:
+    return split_message(escape_slack(text), SLACK_LIMIT)
+
+
+def render_console(text: str) -> list[str]:
+    return [strip_terminal_control(text)]

@@ -1,0 +1,67 @@
+"""The composition root: the one place that knows every part and wires them together.
+
+`build_app(settings, **overrides)` builds the real thing by default; tests pass an
+override only for a part that cannot run here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bot import messages as M
+from bot.commands import Commands
+from bot.config import Settings, load_settings
+from bot.core import Core
+from bot.engine.worker import DeviceWorker
+from bot.generation.generator import LocalGenerator
+from bot.generation.resolver import ModelResolver
+from bot.generation.spec import ModelSpec
+from bot.ingest import Ingest
+from bot.ports import TextGenerator
+from storage.db import Database, open_database
+from storage.repositories import SqlChannelStore, SqlMessageStore, SqlModelRegistry
+
+
+@dataclass
+class App:
+    settings: Settings
+    db: Database
+    channels: SqlChannelStore
+    messages: SqlMessageStore
+    registry: SqlModelRegistry
+    worker: DeviceWorker
+    generator: TextGenerator
+    commands: Commands
+    core: Core
+
+    async def close(self) -> None:
+        self.worker.close()
+        await self.db.dispose()
+
+
+async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
+    """Builds the app; `overrides` replace parts by name (db, worker, generator)."""
+    settings = settings or load_settings()
+    M.set_locale(settings.locale)
+    base = ModelSpec.parse(settings.base_model)
+    db: Database = overrides.get("db") or await open_database(settings.resolved_database_url)
+    channels = SqlChannelStore(db)
+    messages = SqlMessageStore(db)
+    registry = SqlModelRegistry(db)
+    worker: DeviceWorker = overrides.get("worker") or DeviceWorker(settings.effective_torch_threads)
+    generator: TextGenerator = overrides.get("generator") or LocalGenerator(
+        ModelResolver(base, settings.models_dir, registry, messages, worker), worker
+    )
+    commands = Commands(
+        channels=channels,
+        messages=messages,
+        registry=registry,
+        generator=generator,
+        defaults=settings.default_sampling(),
+        base_model=str(base),
+        max_prompt_chars=settings.max_prompt_chars,
+        reply_context_messages=settings.reply_context_messages,
+    )
+    core = Core(commands, Ingest(messages, commands), messages)
+    return App(settings, db, channels, messages, registry, worker, generator, commands, core)

@@ -1,0 +1,277 @@
+"""`tsuzuki …`: run the bot, import history, continue text, manage settings and models.
+
+Every command turns a failure into one line on stderr and a non-zero exit; the
+traceback of an unexpected error goes to the log file only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+
+from bot import messages as M
+from bot.commands import CommandContext
+from bot.config import Settings, load_settings
+from bot.domain import SETTING_SPECS, Author, ChannelRef, Reply
+from bot.errors import UserError
+from bot.logs import configure_logging
+
+T = TypeVar("T")
+log = logging.getLogger("tsuzuki.cli")
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+cli = typer.Typer(
+    help="Tsuzuki (続き): a chat bot that writes in the voice of a channel.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_cli = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+
+
+def _settings() -> Settings:
+    settings = load_settings()
+    secrets = [
+        s.get_secret_value()
+        for s in (
+            settings.discord_token,
+            settings.slack_bot_token,
+            settings.slack_app_token,
+            settings.slack_signing_secret,
+        )
+        if s is not None
+    ]
+    configure_logging(settings.log_level, settings.data_dir / "logs" / "tsuzuki.log", secrets)
+    M.set_locale(settings.locale)
+    return settings
+
+
+def _execute(work: Callable[[Settings], Awaitable[T]]) -> T:
+    """Runs one command: settings, logging, the event loop and the error policy."""
+    try:
+        settings = _settings()
+    except UserError as e:
+        err.print(f"error: {e.reason}", markup=False)
+        raise typer.Exit(2) from None
+    try:
+        return asyncio.run(work(settings))
+    except UserError as e:
+        err.print(f"error: {e.reason}", markup=False)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except Exception:
+        log.exception("command failed")
+        logfile = settings.data_dir / "logs" / "tsuzuki.log"
+        err.print(f"error: {M.t('internal_error')} ({logfile})", markup=False)
+        raise typer.Exit(1) from None
+
+
+def _operator(channel: ChannelRef) -> CommandContext:
+    """The person at the terminal: an admin of every channel they can reach the
+    database of, recorded in the audit log as cli:<os user>."""
+    user = getpass.getuser()
+    return CommandContext(channel, Author(id=user, name=user, is_admin=True), "", f"cli:{user}")
+
+
+def _print_reply(reply: Reply) -> None:
+    if reply.is_error:
+        raise UserError(reply.texts[0])
+    for i, text in enumerate(reply.texts, start=1):
+        prefix = M.t("variant", i=i, n=len(reply.texts)) + " " if len(reply.texts) > 1 else ""
+        out.print(prefix + text, markup=False)
+
+
+@cli.command()
+def run(
+    channel: Annotated[
+        str | None, typer.Option(help="Console channel to open (default: TSUZUKI_CONSOLE_CHANNEL).")
+    ] = None,
+) -> None:
+    """Start the bot. With no platform token set, opens a channel in the terminal."""
+    from adapters.console_adapter import ConsoleAdapter
+    from bot.app import build_app
+
+    async def work(settings: Settings) -> None:
+        for name, token in (("Discord", settings.discord_token), ("Slack", settings.slack_bot_token)):
+            if token is not None:
+                raise UserError(
+                    f"A {name} token is set, but this version of Tsuzuki has no {name} "
+                    "adapter yet; unset it to use the console channel."
+                )
+        ref = ChannelRef.parse(channel or settings.console_channel)
+        app = await build_app(settings)
+        try:
+            await app.channels.ensure(ref, ref.channel)
+            await ConsoleAdapter(app.core, ref, model_name=settings.base_model).run()
+        finally:
+            await app.close()
+
+    _execute(work)
+
+
+@cli.command("import")
+def import_(
+    path: Annotated[Path, typer.Argument(help="A .jsonl, .txt, DiscordChatExporter .json, or a "
+                                         "Slack export (.zip or its folder).")],
+    channel: Annotated[str | None, typer.Option(help="Channel for formats that do not name "
+                                                "one (jsonl, text), e.g. console:general.")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="jsonl | text | discord | slack "
+                                            "(default: from the file).")] = None,
+) -> None:
+    """Import existing history. Re-importing the same file adds nothing."""
+    from bot.app import build_app
+    from bot.importing.service import import_history
+
+    async def work(settings: Settings) -> None:
+        ref = ChannelRef.parse(channel) if channel else None
+        app = await build_app(settings)
+        try:
+            with err.status(f"Importing {path}…"):
+                report = await import_history(app.messages, path, fmt, ref)
+        finally:
+            await app.close()
+        out.print(
+            M.t("import_done", path=path, imported=report.imported,
+                duplicates=report.duplicates, skipped=sum(report.skipped.values())),
+            markup=False,
+        )
+        for ref_, counts in sorted(report.per_channel.items()):
+            out.print(f"  {ref_}: imported {counts.imported}, duplicates {counts.duplicates}",
+                      markup=False)
+        for why, n in report.skipped.most_common():
+            out.print(f"  skipped {n}: {why}", markup=False)
+
+    _execute(work)
+
+
+def _setting_option(name: str) -> str:
+    spec = SETTING_SPECS[name]
+    return f"{spec.help} ({spec.describe_range()})"
+
+
+@cli.command("continue")
+def continue_(
+    channel: Annotated[str, typer.Argument(help="e.g. console:general")],
+    prompt: Annotated[str, typer.Argument(help="The start of the text to continue.")],
+    temperature: Annotated[str | None, typer.Option(help=_setting_option("temperature"))] = None,
+    top_k: Annotated[str | None, typer.Option(help=_setting_option("top_k"))] = None,
+    top_p: Annotated[str | None, typer.Option(help=_setting_option("top_p"))] = None,
+    max_new_tokens: Annotated[str | None, typer.Option(help=_setting_option("max_new_tokens"))] = None,
+    repetition_penalty: Annotated[
+        str | None, typer.Option(help=_setting_option("repetition_penalty"))
+    ] = None,
+    no_repeat_ngram_size: Annotated[
+        str | None, typer.Option(help=_setting_option("no_repeat_ngram_size"))
+    ] = None,
+    n: Annotated[str | None, typer.Option("-n", "--num-return-sequences",
+                                          help=_setting_option("num_return_sequences"))] = None,
+    seed: Annotated[str | None, typer.Option(help=_setting_option("seed"))] = None,
+) -> None:
+    """Continue PROMPT in CHANNEL's voice (the output starts with the prompt)."""
+    from bot.app import build_app
+
+    given = {
+        "temperature": temperature, "top_k": top_k, "top_p": top_p,
+        "max_new_tokens": max_new_tokens, "repetition_penalty": repetition_penalty,
+        "no_repeat_ngram_size": no_repeat_ngram_size, "num_return_sequences": n, "seed": seed,
+    }
+    overrides = {k: v for k, v in given.items() if v is not None}
+
+    async def work(settings: Settings) -> None:
+        ref = ChannelRef.parse(channel)
+        app = await build_app(settings)
+        try:
+            reply = await app.core.on_command(
+                _operator(ref), lambda c, ctx: c.continue_text(ctx, prompt, overrides)
+            )
+        finally:
+            await app.close()
+        _print_reply(reply)
+
+    _execute(work)
+
+
+@cli.command()
+def settings(
+    channel: Annotated[str, typer.Argument(help="e.g. console:general")],
+    action: Annotated[str, typer.Argument(help="show | set | reset")] = "show",
+    key: Annotated[str | None, typer.Argument(help="Setting name, for set and reset.")] = None,
+    value: Annotated[str | None, typer.Argument(help="New value, for set.")] = None,
+) -> None:
+    """Show or change a channel's sampling settings (changes go to the audit log)."""
+    from bot.app import build_app
+
+    words = [w for w in (action, key, value) if w is not None]
+
+    async def work(settings: Settings) -> None:
+        ref = ChannelRef.parse(channel)
+        app = await build_app(settings)
+        try:
+            reply = await app.core.on_text_command(_operator(ref), "/settings " + _quote(words))
+        finally:
+            await app.close()
+        _print_reply(reply)
+
+    _execute(work)
+
+
+def _quote(words: list[str]) -> str:
+    import shlex
+
+    return " ".join(shlex.quote(w) for w in words)
+
+
+@cli.command()
+def models(channel: Annotated[str, typer.Argument(help="e.g. console:general")]) -> None:
+    """List a channel's model versions."""
+    from bot.app import build_app
+
+    async def work(settings: Settings) -> None:
+        ref = ChannelRef.parse(channel)
+        app = await build_app(settings)
+        try:
+            reply = await app.core.on_command(_operator(ref), lambda c, ctx: c.models(ctx))
+        finally:
+            await app.close()
+        _print_reply(reply)
+
+    _execute(work)
+
+
+@db_cli.command("upgrade")
+def db_upgrade() -> None:
+    """Apply database migrations (the bot also does this on start)."""
+    from storage.db import open_database
+
+    async def work(settings: Settings) -> None:
+        db = await open_database(settings.resolved_database_url)
+        await db.dispose()
+        out.print(f"database is up to date: {_safe_url(settings.resolved_database_url)}",
+                  markup=False)
+
+    _execute(work)
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def main() -> None:
+    cli(prog_name="tsuzuki")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""Platform-neutral commands: continue, reply to a mention, settings, models.
+
+Adapters call these with a CommandContext (who, where); every check that matters (admin
+rights, valid values, prompt limits) happens here so all platforms behave the same.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from bot import messages as M
+from bot.domain import (
+    SETTING_ALIASES,
+    SETTING_SPECS,
+    Author,
+    ChannelRef,
+    GenerationRequest,
+    Reply,
+    SamplingSettings,
+    spec_for,
+)
+from bot.errors import UserError
+from bot.ports import ChannelStore, MessageStore, ModelRegistry, TextGenerator
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    channel: ChannelRef
+    actor: Author
+    channel_name: str = ""
+    # Who the audit log names; by default the platform user. The CLI says "cli:<user>",
+    # since an operator at the terminal is not a user of the channel's platform.
+    audit_actor: str = ""
+
+    @property
+    def actor_id(self) -> str:
+        return self.audit_actor or f"{self.channel.platform}:{self.actor.id}"
+
+
+_OVERRIDE = re.compile(r"^([a-z_]+)=(\S+)$")
+
+
+def split_overrides(text: str) -> tuple[str, dict[str, str]]:
+    """'織田信長は、 temperature=0.7 seed=1' → ('織田信長は、', {...}). Only trailing
+    key=value words whose key is a sampling setting count, so prompts may contain '='."""
+    words = text.split(" ")
+    overrides: dict[str, str] = {}
+    while words:
+        match = _OVERRIDE.match(words[-1])
+        if match is None:
+            break
+        key = SETTING_ALIASES.get(match.group(1), match.group(1))
+        if key not in SETTING_SPECS:
+            break
+        overrides.setdefault(key, match.group(2))
+        words.pop()
+    return " ".join(words).strip(), overrides
+
+
+class Commands:
+    def __init__(
+        self,
+        *,
+        channels: ChannelStore,
+        messages: MessageStore,
+        registry: ModelRegistry,
+        generator: TextGenerator,
+        defaults: SamplingSettings,
+        base_model: str,
+        max_prompt_chars: int,
+        reply_context_messages: int,
+    ) -> None:
+        self.channels = channels
+        self.messages = messages
+        self.registry = registry
+        self.generator = generator
+        self.defaults = defaults
+        self.base_model = base_model
+        self.max_prompt_chars = max_prompt_chars
+        self.reply_context_messages = reply_context_messages
+
+    # --- generation ------------------------------------------------------------------
+
+    async def effective_settings(
+        self, ref: ChannelRef, overrides: Mapping[str, object] | None = None
+    ) -> SamplingSettings:
+        """Per-request override > channel setting > configured default."""
+        channel = await self.channels.get(ref)
+        settings = self.defaults.merged(channel.sampling if channel else {})
+        return settings.merged(overrides or {})
+
+    async def continue_text(
+        self, ctx: CommandContext, prompt: str, overrides: Mapping[str, object] | None = None
+    ) -> Reply:
+        if not prompt.strip():
+            raise UserError(M.t("prompt_empty"))
+        if len(prompt) > self.max_prompt_chars:
+            raise UserError(M.t("prompt_too_long", length=len(prompt), limit=self.max_prompt_chars))
+        # Validate overrides before any work, so a typo costs no generation.
+        settings = await self.effective_settings(ctx.channel, overrides)
+        await self.channels.ensure(ctx.channel, ctx.channel_name)
+        result = await self.generator.generate(
+            GenerationRequest(channel=ctx.channel, settings=settings, mode="continue", prompt=prompt)
+        )
+        return Reply(result.texts, generated=True)
+
+    async def reply(self, ctx: CommandContext) -> Reply:
+        """The channel's next message, written after its recent history."""
+        settings = await self.effective_settings(ctx.channel)
+        history = await self.messages.recent(ctx.channel, self.reply_context_messages)
+        result = await self.generator.generate(
+            GenerationRequest(
+                channel=ctx.channel,
+                settings=settings,
+                mode="reply",
+                context=tuple(m.text for m in history),
+            )
+        )
+        texts = tuple(t for t in result.texts if t) or (M.t("reply_empty"),)
+        return Reply(texts[:1], generated=True)
+
+    # --- settings --------------------------------------------------------------------
+
+    async def settings_show(self, ctx: CommandContext) -> Reply:
+        channel = await self.channels.get(ctx.channel)
+        own = channel.sampling if channel else {}
+        effective = self.defaults.merged(own).as_dict()
+        lines = [M.t("settings_header", channel=ctx.channel)]
+        for name, spec in SETTING_SPECS.items():
+            source = M.t("source_channel") if name in own else M.t("source_default")
+            value = "none" if effective[name] is None else effective[name]
+            lines.append(
+                M.t("settings_line", key=name, value=value, source=source,
+                    range=spec.describe_range(), help=spec.help)
+            )
+        return Reply.info("\n".join(lines))
+
+    async def settings_set(self, ctx: CommandContext, key: str, raw_value: str) -> Reply:
+        self._require_admin(ctx)
+        spec = spec_for(key)
+        value = spec.coerce(raw_value)
+        old_effective = (await self.effective_settings(ctx.channel)).as_dict()[spec.name]
+        await self.channels.set_sampling(ctx.channel, spec.name, value, actor=ctx.actor_id)
+        shown = "none" if value is None else value
+        return Reply.info(M.t("setting_set", key=spec.name, value=shown, old=old_effective))
+
+    async def settings_reset(self, ctx: CommandContext, key: str) -> Reply:
+        self._require_admin(ctx)
+        spec = spec_for(key)
+        await self.channels.set_sampling(ctx.channel, spec.name, None, actor=ctx.actor_id)
+        default = self.defaults.as_dict()[spec.name]
+        return Reply.info(M.t("setting_reset", key=spec.name, value=default))
+
+    @staticmethod
+    def _require_admin(ctx: CommandContext) -> None:
+        if not ctx.actor.is_admin:
+            raise UserError(M.t("admin_only"))
+
+    # --- models ----------------------------------------------------------------------
+
+    async def models(self, ctx: CommandContext) -> Reply:
+        versions = await self.registry.versions(ctx.channel)
+        if not versions:
+            return Reply.info(M.t("models_none", channel=ctx.channel, base=self.base_model))
+        lines = [M.t("models_header", channel=ctx.channel)]
+        for v in versions:
+            lines.append(
+                M.t(
+                    "models_line",
+                    version=v.version,
+                    status=v.status,
+                    base=v.base_model,
+                    method=v.method,
+                    eval_loss="—" if v.eval_loss is None else f"{v.eval_loss:.3f}",
+                    created=v.created_at.strftime("%Y-%m-%d %H:%M"),
+                )
+            )
+        return Reply.info("\n".join(lines))
+
+    # --- text commands (console, Slack's /tsuzuki) ----------------------------------
+
+    async def run_text(self, ctx: CommandContext, line: str) -> Reply:
+        """Runs '/continue …', '/settings …', '/models' or '/help' as typed."""
+        name, _, rest = line.strip().lstrip("/").partition(" ")
+        name = name.lower()
+        if name == "continue":
+            prompt, overrides = split_overrides(rest)
+            return await self.continue_text(ctx, prompt, overrides)
+        if name == "settings":
+            return await self._settings_text(ctx, rest)
+        if name == "models":
+            return await self.models(ctx)
+        if name == "help":
+            return Reply.info(M.t("help"))
+        raise UserError(M.t("unknown_command", name="/" + name))
+
+    async def _settings_text(self, ctx: CommandContext, rest: str) -> Reply:
+        try:
+            args = shlex.split(rest)
+        except ValueError:
+            raise UserError(M.t("settings_usage")) from None
+        match args:
+            case [] | ["show"]:
+                return await self.settings_show(ctx)
+            case ["set", key, value]:
+                return await self.settings_set(ctx, key, value)
+            case ["reset", key]:
+                return await self.settings_reset(ctx, key)
+        raise UserError(M.t("settings_usage"))

@@ -1,0 +1,115 @@
+"""Typed settings from TSUZUKI_* environment variables, a .env file and defaults.
+
+`load_settings()` is the only way in: a bad value stops the bot at start with a message
+that names the variable, instead of failing later in the middle of a request.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.domain import SETTING_SPECS, SamplingSettings
+from bot.errors import ConfigError, UserError
+
+ENV_PREFIX = "TSUZUKI_"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # Where models, logs and (by default) the SQLite database live.
+    data_dir: Path = Path("./data")
+    # SQLAlchemy URL; empty means a SQLite file inside data_dir. PostgreSQL:
+    # postgresql+asyncpg://user@host/db
+    database_url: str = ""
+    # The model a channel uses until it has a trained version: a hub id
+    # (rinna/japanese-gpt2-xsmall), a local directory, or scratch[:tiny|small].
+    base_model: str = "scratch:tiny"
+    # Language of the bot's own messages.
+    locale: Literal["en", "ja"] = "en"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Threads torch may use for the device worker; 0 means one per CPU core.
+    torch_threads: int = Field(default=0, ge=0, le=256)
+    # The channel `tsuzuki run` opens in the terminal when no platform token is set.
+    console_channel: str = "console:general"
+    # Longest prompt accepted, in characters (longer ones are refused, not cut: a
+    # mistake like pasting a whole file should be told, not silently truncated).
+    max_prompt_chars: int = Field(default=4000, ge=1, le=100_000)
+    # How many recent channel messages an @mention reply sees as context.
+    reply_context_messages: int = Field(default=8, ge=0, le=100)
+
+    # Default sampling settings (channel settings and per-request overrides win).
+    temperature: float = SamplingSettings.temperature
+    top_k: int = SamplingSettings.top_k
+    top_p: float = SamplingSettings.top_p
+    max_new_tokens: int = SamplingSettings.max_new_tokens
+    repetition_penalty: float = SamplingSettings.repetition_penalty
+    no_repeat_ngram_size: int = SamplingSettings.no_repeat_ngram_size
+    num_return_sequences: int = SamplingSettings.num_return_sequences
+    seed: int | None = None
+
+    # Platform credentials: all optional; an adapter starts only when its token is set.
+    discord_token: SecretStr | None = None
+    slack_bot_token: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+
+    @field_validator("base_model")
+    @classmethod
+    def _base_model_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must name a hub id, a directory or scratch[:size]")
+        return v.strip()
+
+    @field_validator(*SETTING_SPECS)
+    @classmethod
+    def _sampling_in_range(cls, v: object, info: ValidationInfo) -> object:
+        # Reuse the ranges the commands enforce, so a default can never be something
+        # a user would be refused.
+        assert info.field_name is not None
+        try:
+            return SETTING_SPECS[info.field_name].coerce(v)
+        except UserError as e:
+            raise ValueError(e.reason) from None
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'tsuzuki.db').as_posix()}"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def effective_torch_threads(self) -> int:
+        return self.torch_threads or (os.cpu_count() or 1)
+
+    def default_sampling(self) -> SamplingSettings:
+        return SamplingSettings(**{name: getattr(self, name) for name in SETTING_SPECS})
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Reads the settings, turning validation errors into one ConfigError that names
+    each bad variable (TSUZUKI_TOP_P, …) and never echoes secret values."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            field = str(err["loc"][0]) if err["loc"] else "settings"
+            var = ENV_PREFIX + field.upper() if field != "settings" else "settings"
+            problems.append(f"{var}: {err['msg']}")
+        raise ConfigError("invalid configuration — " + "; ".join(problems)) from None

@@ -1,0 +1,273 @@
+"""The core's vocabulary: channels, messages, sampling settings, requests and results.
+
+Nothing here imports a platform SDK, torch or the database: adapters translate into
+these types and the core works only with them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime
+from typing import Any, Literal
+
+from bot import messages as M
+from bot.errors import UserError
+
+Platform = Literal["console", "discord", "slack"]
+PLATFORMS: tuple[Platform, ...] = ("console", "discord", "slack")
+
+# The console has one implicit workspace: the machine the bot runs on.
+CONSOLE_WORKSPACE = "local"
+
+_ID_PART = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
+
+
+@dataclass(frozen=True, order=True)
+class ChannelRef:
+    """A channel on a platform, written `console:general`, `discord:<guild>/<channel>`
+    or `slack:<team>/<channel>`."""
+
+    platform: Platform
+    workspace: str
+    channel: str
+
+    @classmethod
+    def parse(cls, text: str) -> ChannelRef:
+        platform, sep, rest = text.strip().partition(":")
+        if not sep or platform not in PLATFORMS:
+            raise UserError(M.t("channel_bad_ref", ref=text))
+        if platform == "console":
+            workspace, channel = CONSOLE_WORKSPACE, rest
+        else:
+            workspace, slash, channel = rest.partition("/")
+            if not slash:
+                raise UserError(M.t("channel_bad_ref", ref=text))
+        if not (_ID_PART.match(workspace) and _ID_PART.match(channel)):
+            raise UserError(M.t("channel_bad_ref", ref=text))
+        return cls(platform, workspace, channel)  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        if self.platform == "console":
+            return f"console:{self.channel}"
+        return f"{self.platform}:{self.workspace}/{self.channel}"
+
+    @property
+    def slug(self) -> str:
+        """A file-system-safe name, used for per-channel model directories."""
+        return f"{self.platform}-{self.workspace}-{self.channel}"
+
+
+@dataclass(frozen=True)
+class Author:
+    """Who wrote a message or ran a command, as the platform knows them."""
+
+    id: str
+    name: str
+    is_admin: bool = False
+    is_bot: bool = False
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One message in a channel, platform-neutral."""
+
+    channel: ChannelRef
+    external_id: str
+    author: Author
+    text: str
+    created_at: datetime
+    edited_at: datetime | None = None
+
+    @property
+    def is_bot(self) -> bool:
+        return self.author.is_bot
+
+
+# --- Sampling settings -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One sampling setting: its type, its allowed range and what it means."""
+
+    name: str
+    kind: type  # int or float
+    minimum: float
+    maximum: float
+    help: str
+    nullable: bool = False
+
+    def describe_range(self) -> str:
+        rng = f"{_fmt(self.minimum)}–{_fmt(self.maximum)}"
+        return f"{rng} or 'none'" if self.nullable else rng
+
+    def coerce(self, raw: object) -> int | float | None:
+        """Turns `raw` (a string typed by a user, or a number) into a valid value, or
+        raises UserError naming the setting and its range."""
+        if raw is None or (isinstance(raw, str) and raw.strip().lower() in {"none", "null", ""}):
+            if self.nullable:
+                return None
+            raise self._invalid(raw)
+        if isinstance(raw, bool):
+            raise self._invalid(raw)
+        try:
+            if isinstance(raw, str):
+                value: float = float(raw.strip())
+            elif isinstance(raw, int | float):
+                value = float(raw)
+            else:
+                raise ValueError(raw)
+        except (ValueError, OverflowError):
+            raise self._invalid(raw) from None
+        if not math.isfinite(value):
+            raise self._invalid(raw)
+        if self.kind is int:
+            if value != int(value):
+                raise self._invalid(raw)
+            value = int(value)
+        if not (self.minimum <= value <= self.maximum):
+            raise self._invalid(raw)
+        return value
+
+    def _invalid(self, raw: object) -> UserError:
+        kind = "an integer" if self.kind is int else "a number"
+        return UserError(
+            M.t("setting_invalid", key=self.name, value=raw, kind=kind, range=self.describe_range())
+        )
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+SETTING_SPECS: dict[str, SettingSpec] = {
+    s.name: s
+    for s in (
+        SettingSpec("temperature", float, 0.0, 5.0,
+                    "randomness; 0 always picks the likeliest token"),
+        SettingSpec("top_k", int, 0, 1000,
+                    "sample only from the k likeliest tokens; 0 turns the limit off"),
+        SettingSpec("top_p", float, 0.01, 1.0,
+                    "sample from the smallest set of tokens whose probability reaches p"),
+        SettingSpec("max_new_tokens", int, 1, 1024, "how many tokens to generate at most"),
+        SettingSpec("repetition_penalty", float, 1.0, 5.0,
+                    "values above 1 make repeating earlier tokens less likely"),
+        SettingSpec("no_repeat_ngram_size", int, 0, 20,
+                    "forbid repeating any n-gram of this size; 0 turns it off"),
+        SettingSpec("num_return_sequences", int, 1, 5, "how many variants to return"),
+        SettingSpec("seed", int, 0, 2**32 - 1,
+                    "fixes the random choices, so the same prompt gives the same text",
+                    nullable=True),
+    )
+}
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How text is sampled. Every field is validated against SETTING_SPECS on creation,
+    so an instance is always usable as it is."""
+
+    temperature: float = 0.9
+    top_k: int = 50
+    top_p: float = 0.95
+    max_new_tokens: int = 64
+    repetition_penalty: float = 1.1
+    no_repeat_ngram_size: int = 0
+    num_return_sequences: int = 1
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = SETTING_SPECS[f.name].coerce(getattr(self, f.name))
+            object.__setattr__(self, f.name, value)
+
+    @staticmethod
+    def validate_overrides(raw: Mapping[str, object]) -> dict[str, Any]:
+        """Checks a mapping of setting name → raw value; unknown names and bad values
+        raise UserError before anything is used or saved."""
+        out: dict[str, Any] = {}
+        for key, value in raw.items():
+            out[key] = spec_for(key).coerce(value)
+        return out
+
+    def merged(self, overrides: Mapping[str, object]) -> SamplingSettings:
+        """These settings with `overrides` applied (validated)."""
+        return replace(self, **self.validate_overrides(overrides))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# Short names people type in chat: `/continue … n=3`.
+SETTING_ALIASES = {"n": "num_return_sequences", "temp": "temperature"}
+
+
+def spec_for(key: str) -> SettingSpec:
+    name = key.strip().lower().replace("-", "_")
+    spec = SETTING_SPECS.get(SETTING_ALIASES.get(name, name))
+    if spec is None:
+        raise UserError(M.t("setting_unknown", key=key, known=", ".join(SETTING_SPECS)))
+    return spec
+
+
+# --- Requests and results -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Continue `prompt` (mode "continue") or write the channel's next message after
+    `context` (mode "reply")."""
+
+    channel: ChannelRef
+    settings: SamplingSettings
+    mode: Literal["continue", "reply"] = "continue"
+    prompt: str = ""
+    context: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    texts: tuple[str, ...]
+    model: str  # which model produced it: "base:<spec>" or "v<N>"
+    seed: int
+    new_tokens: int
+    seconds: float
+    prompt_truncated: bool = False
+
+
+@dataclass(frozen=True)
+class ModelVersionInfo:
+    channel: ChannelRef
+    version: int
+    base_model: str
+    method: str
+    path: str
+    status: str
+    created_at: datetime
+    train_loss: float | None = None
+    eval_loss: float | None = None
+    eval_perplexity: float | None = None
+    tokens_seen: int | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the core answers an adapter: one or more texts to post. `ephemeral` asks the
+    platform to show it only to the person who asked (errors, settings)."""
+
+    texts: tuple[str, ...]
+    ephemeral: bool = False
+    is_error: bool = False
+    generated: bool = field(default=False)  # True when the texts are model output
+
+    @classmethod
+    def info(cls, text: str) -> Reply:
+        return cls((text,), ephemeral=True)
+
+    @classmethod
+    def error(cls, text: str) -> Reply:
+        return cls((text,), ephemeral=True, is_error=True)

@@ -1,0 +1,123 @@
+"""Loading a causal LM and its own tokenizer from a local directory or the hub.
+
+Tokenizers always come from the model's own files through AutoTokenizer (SentencePiece
+for rinna's T5Tokenizer, byte-level BPE for GPT-2 and scratch models). A model without
+a tokenizer is an error: a silent fallback to the English GPT-2 tokenizer would turn
+Japanese into garbage that still looks like it works.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlparse
+
+from bot import messages as M
+from bot.errors import UserError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "spiece.model", "vocab.json")
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to generate with, and what it needs to know about itself."""
+
+    name: str  # shown to users: "scratch:tiny", "rinna/japanese-gpt2-xsmall", "v3"
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    context_length: int  # tokens the model can attend to (prompt + generated)
+    eos_id: int | None  # the end-of-message token; None if the tokenizer has none
+
+    @property
+    def device(self) -> str:
+        return str(self.model.device)
+
+
+def pick_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_directory(path: Path, name: str) -> LoadedModel:
+    """A model saved with save_pretrained (model + tokenizer in one directory)."""
+    if not (path / "config.json").is_file() or not any(
+        (path / f).is_file() for f in TOKENIZER_FILES
+    ):
+        raise UserError(M.t("model_dir_incomplete", path=path))
+    return _load(str(path), name, local_files_only=True)
+
+
+def load_hub(hub_id: str) -> LoadedModel:
+    """A model from the Hugging Face hub (or its local cache). With no network this fails
+    within seconds instead of retrying for a minute."""
+    try:
+        return _load(hub_id, hub_id, local_files_only=True)
+    except UserError:
+        pass
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"} or not _hub_reachable():
+        raise UserError(M.t("model_hub_unreachable", spec=hub_id))
+    return _load(hub_id, hub_id, local_files_only=False)
+
+
+def _hub_reachable() -> bool:
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=HUB_PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def _load(source: str, name: str, *, local_files_only: bool) -> LoadedModel:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
+    except (OSError, ValueError) as e:
+        raise UserError(M.t("model_load_failed", spec=name, reason=_first_line(e))) from e
+    if tokenizer is None or isinstance(tokenizer, bool):
+        raise UserError(M.t("tokenizer_missing", spec=name))
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            source, local_files_only=local_files_only, dtype=torch.float32
+        )
+    except (OSError, ValueError) as e:
+        raise UserError(M.t("model_load_failed", spec=name, reason=_first_line(e))) from e
+    model.to(pick_device()).eval()
+    return LoadedModel(
+        name=name,
+        model=model,
+        tokenizer=tokenizer,
+        context_length=context_length(model, tokenizer),
+        eos_id=tokenizer.eos_token_id,
+    )
+
+
+def context_length(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
+    config = model.config
+    for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    limit = getattr(tokenizer, "model_max_length", None)
+    return limit if isinstance(limit, int) and 0 < limit < 1_000_000 else 1024
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__

@@ -1,0 +1,70 @@
+"""Picks the parser for an import file, from --format or from the file itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from bot import messages as M
+from bot.domain import ChannelRef
+from bot.errors import UserError
+from bot.importing import discord_export, jsonl, plaintext, slack_export
+from bot.ports import ImportBatch
+
+Format = Literal["jsonl", "text", "discord", "slack"]
+FORMATS: tuple[Format, ...] = get_args(Format)
+
+_BY_SUFFIX: dict[str, Format] = {
+    ".zip": "slack",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".txt": "text",
+}
+
+
+def parse_file(
+    path: Path, fmt: str | None = None, channel: ChannelRef | None = None
+) -> ImportBatch:
+    """Reads and checks all of `path`. `fmt` is one of FORMATS, or None to tell it from
+    the file. `channel` names the channel for formats that do not (jsonl, text),
+    replaces the one in a Discord export and gives a Slack export its team id.
+
+    Raises UserError when the file is missing, its format is unknown, it needs a
+    channel, or any part of it is broken; nothing is returned for a broken file."""
+    if not path.exists():
+        raise UserError(M.t("import_missing", path=str(path)))
+    preloaded: Any = None
+    if fmt is None:
+        fmt, preloaded = _detect(path)
+    if fmt not in FORMATS or (fmt != "slack" and path.is_dir()):
+        raise UserError(M.t("import_format_unknown", path=str(path)))
+    if fmt == "slack":
+        return slack_export.parse_slack(path, channel)
+    if fmt == "discord":
+        if preloaded is None:
+            return discord_export.parse_discord(path, channel)
+        return discord_export.parse_data(preloaded, path, channel)
+    if channel is None:
+        raise UserError(M.t("import_needs_channel", path=str(path)))
+    if fmt == "jsonl":
+        return jsonl.parse_jsonl(path, channel)
+    return plaintext.parse_text(path, channel)
+
+
+def detect_format(path: Path) -> Format:
+    """The format of an existing `path`, or UserError(import_format_unknown)."""
+    return _detect(path)[0]
+
+
+def _detect(path: Path) -> tuple[Format, Any]:
+    """The format, and for .json the parsed document, so it is not parsed twice."""
+    if path.is_dir():
+        return "slack", None
+    suffix = path.suffix.lower()
+    if suffix in _BY_SUFFIX:
+        return _BY_SUFFIX[suffix], None
+    if suffix == ".json":
+        data = discord_export.load(path)
+        if discord_export.looks_like_export(data):
+            return "discord", data
+    raise UserError(M.t("import_format_unknown", path=str(path)))

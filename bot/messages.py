@@ -1,0 +1,179 @@
+"""Every user-visible string, in English and Japanese.
+
+`t(key, **params)` formats the string for the current locale (TSUZUKI_LOCALE, `en` by
+default). Keeping them here lets a test check that every key exists in both languages.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Locale = Literal["en", "ja"]
+LOCALES: tuple[Locale, ...] = ("en", "ja")
+
+_locale: Locale = "en"
+
+CATALOG: dict[str, dict[Locale, str]] = {
+    "internal_error": {
+        "en": "Sorry, something went wrong on my side. The error was logged.",
+        "ja": "申し訳ありません。内部でエラーが発生しました（ログに記録しました）。",
+    },
+    "busy": {
+        "en": "I'm busy right now, please try again in a moment.",
+        "ja": "ただいま混み合っています。少し待ってからもう一度お試しください。",
+    },
+    "channel_bad_ref": {
+        "en": "'{ref}' is not a channel id. Use console:NAME, discord:GUILD/CHANNEL "
+              "or slack:TEAM/CHANNEL.",
+        "ja": "'{ref}' はチャンネルIDではありません。console:名前、discord:サーバー/チャンネル、"
+              "slack:チーム/チャンネル の形で指定してください。",
+    },
+    "channel_unknown": {
+        "en": "I don't know the channel {channel} yet.",
+        "ja": "チャンネル {channel} はまだ登録されていません。",
+    },
+    "setting_unknown": {
+        "en": "Unknown setting '{key}'. Settings: {known}.",
+        "ja": "'{key}' という設定はありません。設定項目: {known}。",
+    },
+    "setting_invalid": {
+        "en": "{key} must be {kind} in the range {range} (got '{value}'). Nothing was changed.",
+        "ja": "{key} は {range} の範囲の{kind}で指定してください（入力: '{value}'）。"
+              "設定は変更されていません。",
+    },
+    "setting_set": {
+        "en": "{key} is now {value} for this channel (was {old}).",
+        "ja": "このチャンネルの {key} を {value} に変更しました（変更前: {old}）。",
+    },
+    "setting_reset": {
+        "en": "{key} is back to the default, {value}.",
+        "ja": "{key} を既定値 {value} に戻しました。",
+    },
+    "settings_header": {
+        "en": "Sampling settings for {channel}:",
+        "ja": "{channel} の生成設定:",
+    },
+    "settings_line": {
+        "en": "{key} = {value} ({source}; {range}) — {help}",
+        "ja": "{key} = {value}（{source}、範囲 {range}）— {help}",
+    },
+    "source_channel": {"en": "set for this channel", "ja": "チャンネル設定"},
+    "source_default": {"en": "default", "ja": "既定値"},
+    "admin_only": {
+        "en": "Only channel admins can change settings.",
+        "ja": "設定を変更できるのはチャンネルの管理者だけです。",
+    },
+    "settings_usage": {
+        "en": "Usage: /settings show | /settings set KEY VALUE | /settings reset KEY",
+        "ja": "使い方: /settings show | /settings set 項目 値 | /settings reset 項目",
+    },
+    "prompt_empty": {
+        "en": "Give me the start of a text to continue, e.g. /continue Once upon a time,",
+        "ja": "続きを書く文の書き出しを入力してください。例: /continue 織田信長は、",
+    },
+    "prompt_too_long": {
+        "en": "That prompt is too long ({length} characters; at most {limit}).",
+        "ja": "書き出しが長すぎます（{length} 文字、上限 {limit} 文字）。",
+    },
+    "override_bad": {
+        "en": "Could not read '{item}': write overrides as key=value, e.g. temperature=0.7.",
+        "ja": "'{item}' を読み取れません。temperature=0.7 のように 項目=値 で指定してください。",
+    },
+    "variant": {"en": "[{i}/{n}]", "ja": "[{i}/{n}]"},
+    "models_none": {
+        "en": "No trained versions yet for {channel}; using the base model {base}.",
+        "ja": "{channel} にはまだ学習済みのバージョンがありません。ベースモデル {base} を使います。",
+    },
+    "models_header": {
+        "en": "Model versions for {channel}:",
+        "ja": "{channel} のモデルバージョン:",
+    },
+    "models_line": {
+        "en": "v{version} {status} — base {base}, {method}, eval loss {eval_loss}, created {created}",
+        "ja": "v{version} {status} — ベース {base}、{method}、評価損失 {eval_loss}、作成 {created}",
+    },
+    "reply_empty": {
+        "en": "(I had nothing to say this time.)",
+        "ja": "（今回は言葉が出てきませんでした）",
+    },
+    "unknown_command": {
+        "en": "Unknown command '{name}'. Try /help.",
+        "ja": "'{name}' というコマンドはありません。/help をご覧ください。",
+    },
+    "help": {
+        "en": "Commands: /continue TEXT [key=value …] continues your text · @tsuzuki … replies "
+              "in the channel's voice · /settings show|set KEY VALUE|reset KEY · /models · "
+              "/help. Anything else you type is kept as channel history.",
+        "ja": "コマンド: /continue 文 [項目=値 …] で続きを書きます · @tsuzuki … でチャンネルらしく"
+              "返信します · /settings show|set 項目 値|reset 項目 · /models · /help。"
+              "それ以外の入力はチャンネルの履歴として保存されます。",
+    },
+    "model_hub_unreachable": {
+        "en": "Could not load the model '{spec}': the Hugging Face hub is not reachable and the "
+              "model is not in the local cache. Download it once on a machine with network "
+              "access and point TSUZUKI_BASE_MODEL at the directory (save_pretrained), or use "
+              "TSUZUKI_BASE_MODEL=scratch:tiny to build a small model with no network.",
+        "ja": "モデル '{spec}' を読み込めません。Hugging Face Hub に接続できず、ローカルのキャッシュにも"
+              "ありません。ネットワークのある環境で一度ダウンロードして保存したディレクトリを "
+              "TSUZUKI_BASE_MODEL に指定するか、ネットワーク不要の TSUZUKI_BASE_MODEL=scratch:tiny "
+              "を使ってください。",
+    },
+    "model_load_failed": {
+        "en": "Could not load the model '{spec}': {reason}",
+        "ja": "モデル '{spec}' を読み込めません: {reason}",
+    },
+    "model_dir_incomplete": {
+        "en": "The directory '{path}' does not hold a causal language model with its tokenizer "
+              "(config.json and tokenizer files are needed).",
+        "ja": "ディレクトリ '{path}' には言語モデルとトークナイザー（config.json とトークナイザーの"
+              "ファイル）がありません。",
+    },
+    "scratch_size_unknown": {
+        "en": "Unknown scratch size '{size}'. Sizes: {sizes}.",
+        "ja": "scratch のサイズ '{size}' はありません。サイズ: {sizes}。",
+    },
+    "tokenizer_missing": {
+        "en": "The model '{spec}' has no tokenizer of its own; Tsuzuki will not fall back to "
+              "another one. Save the tokenizer next to the model.",
+        "ja": "モデル '{spec}' にトークナイザーがありません。別のトークナイザーで代用はしません。"
+              "モデルと同じ場所にトークナイザーを保存してください。",
+    },
+    "import_done": {
+        "en": "{path}: imported {imported}, duplicates {duplicates}, skipped {skipped}",
+        "ja": "{path}: 取り込み {imported} 件、重複 {duplicates} 件、スキップ {skipped} 件",
+    },
+    "import_format_unknown": {
+        "en": "Cannot tell the format of {path}; pass --format (jsonl, text, discord, slack).",
+        "ja": "{path} の形式を判別できません。--format（jsonl, text, discord, slack）を指定してください。",
+    },
+    "import_needs_channel": {
+        "en": "{path} does not name its channel; pass --channel (e.g. console:general).",
+        "ja": "{path} にはチャンネルの情報がありません。--channel（例: console:general）を指定してください。",
+    },
+    "import_broken": {
+        "en": "{path}: {position}: {problem}. Nothing was imported from this file.",
+        "ja": "{path}: {position}: {problem}。このファイルからは何も取り込んでいません。",
+    },
+    "import_missing": {
+        "en": "{path} does not exist.",
+        "ja": "{path} が見つかりません。",
+    },
+    "console_welcome": {
+        "en": "Tsuzuki — channel {channel}, model {model}. Type /help for commands, Ctrl-D to quit.",
+        "ja": "Tsuzuki — チャンネル {channel}、モデル {model}。/help でコマンド一覧、Ctrl-D で終了します。",
+    },
+}
+
+
+def set_locale(locale: Locale) -> None:
+    global _locale
+    _locale = locale
+
+
+def get_locale() -> Locale:
+    return _locale
+
+
+def t(key: str, /, **params: object) -> str:
+    """The message `key` in the current locale, formatted with `params`."""
+    return CATALOG[key][_locale].format(**params)

@@ -1,0 +1,97 @@
+"""The Protocols the core needs. storage/ and the engine implement them; tests may pass
+fakes only where a real part cannot run."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from bot.domain import (
+    ChannelRef,
+    ChatMessage,
+    GenerationRequest,
+    GenerationResult,
+    ModelVersionInfo,
+    Reply,
+)
+
+
+@dataclass(frozen=True)
+class ChannelInfo:
+    id: int
+    ref: ChannelRef
+    name: str
+    training_enabled: bool
+    sampling: dict[str, Any]
+
+
+@dataclass
+class ImportBatch:
+    """Everything one import file holds, parsed and validated before anything is stored."""
+
+    messages: list[ChatMessage] = field(default_factory=list)
+    channel_names: dict[ChannelRef, str] = field(default_factory=dict)
+    # why → how many records were left out (bot author, system message, empty…)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class ImportCounts:
+    imported: int
+    duplicates: int
+
+
+class ChannelStore(Protocol):
+    async def ensure(self, ref: ChannelRef, name: str = "") -> ChannelInfo: ...
+
+    async def get(self, ref: ChannelRef) -> ChannelInfo | None: ...
+
+    async def set_sampling(
+        self, ref: ChannelRef, key: str, value: Any, *, actor: str
+    ) -> tuple[Any, Any]:
+        """Sets (value) or removes (None) one channel setting and writes the audit log in
+        the same transaction; returns (old, new) channel-level values."""
+        ...
+
+
+class MessageStore(Protocol):
+    async def add(self, message: ChatMessage) -> bool:
+        """Stores a message; False when the same (channel, external id) was stored."""
+        ...
+
+    async def add_batch(self, batch: ImportBatch) -> dict[ChannelRef, ImportCounts]: ...
+
+    async def edit(self, ref: ChannelRef, external_id: str, text: str, at: datetime) -> bool: ...
+
+    async def delete(self, ref: ChannelRef, external_ids: Sequence[str]) -> int: ...
+
+    async def recent(self, ref: ChannelRef, limit: int) -> list[ChatMessage]:
+        """The newest `limit` messages, oldest first."""
+        ...
+
+    async def count(self, ref: ChannelRef) -> int: ...
+
+
+class ModelRegistry(Protocol):
+    async def active(self, ref: ChannelRef) -> ModelVersionInfo | None: ...
+
+    async def versions(self, ref: ChannelRef) -> list[ModelVersionInfo]: ...
+
+
+class TextGenerator(Protocol):
+    """Runs generation on the device; never blocks the event loop."""
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult: ...
+
+
+class ChatAdapter(Protocol):
+    """A platform (console, Discord, Slack): receives events, posts replies."""
+
+    name: str
+
+    async def run(self) -> None: ...
+
+    async def send(self, channel: ChannelRef, reply: Reply) -> None: ...

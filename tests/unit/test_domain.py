@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bot.commands import split_overrides
+from bot.domain import SETTING_SPECS, ChannelRef, SamplingSettings
+from bot.errors import UserError
+
+
+@pytest.mark.parametrize(
+    ("key", "raw"),
+    [
+        ("temperature", "nan"),
+        ("temperature", "NaN"),
+        ("temperature", "inf"),
+        ("temperature", "-inf"),
+        ("temperature", "-0.5"),
+        ("temperature", "5.01"),
+        ("temperature", "hot"),
+        ("top_p", "0"),
+        ("top_p", "1.5"),
+        ("top_k", "-1"),
+        ("top_k", "2.5"),
+        ("max_new_tokens", "0"),
+        ("max_new_tokens", "1e9"),
+        ("repetition_penalty", "0.5"),
+        ("num_return_sequences", "6"),
+        ("seed", "-1"),
+        ("seed", "abc"),
+        ("no_repeat_ngram_size", ""),
+    ],
+)
+def test_bad_values_are_refused_with_the_setting_and_its_range(key: str, raw: str) -> None:
+    spec = SETTING_SPECS[key]
+    with pytest.raises(UserError) as excinfo:
+        spec.coerce(raw)
+    assert key in excinfo.value.reason
+    assert spec.describe_range() in excinfo.value.reason
+
+
+@pytest.mark.parametrize("raw", [math.nan, math.inf, True, [1], None])
+def test_non_string_bad_values_are_refused(raw: object) -> None:
+    with pytest.raises(UserError, match="temperature"):
+        SETTING_SPECS["temperature"].coerce(raw)
+
+
+def test_good_values_are_converted_to_their_type() -> None:
+    assert SETTING_SPECS["top_k"].coerce("40") == 40
+    assert isinstance(SETTING_SPECS["top_k"].coerce("40.0"), int)
+    assert SETTING_SPECS["temperature"].coerce(" 0.7 ") == 0.7
+    assert SETTING_SPECS["seed"].coerce("none") is None
+    assert SETTING_SPECS["temperature"].coerce("0") == 0.0
+
+
+def test_precedence_request_over_channel_over_default() -> None:
+    default = SamplingSettings(temperature=0.9, top_k=50)
+    channel = default.merged({"temperature": "0.5", "top_k": "10"})
+    request = channel.merged({"temperature": 1.2})
+    assert (request.temperature, request.top_k) == (1.2, 10)
+    assert default.temperature == 0.9  # merging never changes the original
+
+
+def test_unknown_setting_names_the_known_ones() -> None:
+    with pytest.raises(UserError, match="top_p"):
+        SamplingSettings().merged({"temprature": 1})
+
+
+def test_constructing_invalid_settings_fails() -> None:
+    with pytest.raises(UserError):
+        SamplingSettings(top_p=0.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "ref"),
+    [
+        ("console:general", ChannelRef("console", "local", "general")),
+        ("discord:123/456", ChannelRef("discord", "123", "456")),
+        ("slack:T01/C02", ChannelRef("slack", "T01", "C02")),
+    ],
+)
+def test_channel_refs_round_trip(text: str, ref: ChannelRef) -> None:
+    assert ChannelRef.parse(text) == ref
+    assert str(ref) == text
+
+
+@pytest.mark.parametrize("text", ["general", "irc:x", "discord:123", "console:", "slack:T/../x"])
+def test_bad_channel_refs_are_refused(text: str) -> None:
+    with pytest.raises(UserError, match="not a channel id"):
+        ChannelRef.parse(text)
+
+
+def test_split_overrides_takes_only_trailing_known_settings() -> None:
+    assert split_overrides("織田信長は、 temperature=0.7 n=2") == (
+        "織田信長は、", {"temperature": "0.7", "num_return_sequences": "2"}
+    )
+    assert split_overrides("a=b means c") == ("a=b means c", {})
+    assert split_overrides("x colour=red") == ("x colour=red", {})

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from bot.logs import configure_logging
+
+SECRET = "xoxb-1234567890-abcdefghijkl"
+DISCORD_SHAPED = "MTA5ODc2NTQzMjEwOTg3NjU0.GaBcDe.abcdefghijklmnopqrstuvwxyz012345"
+
+
+def test_secrets_never_reach_the_log_file_even_in_tracebacks(tmp_path: Path) -> None:
+    log_file = tmp_path / "t.log"
+    configure_logging("DEBUG", log_file, [SECRET, "my-signing-secret"])
+    log = logging.getLogger("test.secrets")
+    log.debug("token is %s", SECRET)
+    log.info("signing secret my-signing-secret in a message")
+    log.warning("someone pasted %s", DISCORD_SHAPED)
+    try:
+        raise RuntimeError(f"request failed with Authorization: Bot {SECRET}")
+    except RuntimeError:
+        log.exception("boom")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    text = log_file.read_text(encoding="utf-8")
+    assert "boom" in text and "RuntimeError" in text  # the traceback is kept
+    assert SECRET not in text
+    assert "my-signing-secret" not in text
+    assert DISCORD_SHAPED not in text
+    assert text.count("[redacted]") >= 4
