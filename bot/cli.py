@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import getpass
 import logging
-import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -56,7 +55,7 @@ def _settings() -> Settings:
     return settings
 
 
-def _execute(work: Callable[[Settings], Awaitable[T]]) -> T:
+def _execute(work: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
     """Runs one command: settings, logging, the event loop and the error policy."""
     try:
         settings = _settings()
@@ -103,7 +102,10 @@ def run(
     from bot.app import build_app
 
     async def work(settings: Settings) -> None:
-        for name, token in (("Discord", settings.discord_token), ("Slack", settings.slack_bot_token)):
+        for name, token in (
+            ("Discord", settings.discord_token),
+            ("Slack", settings.slack_bot_token),
+        ):
             if token is not None:
                 raise UserError(
                     f"A {name} token is set, but this version of Tsuzuki has no {name} "
@@ -122,12 +124,23 @@ def run(
 
 @cli.command("import")
 def import_(
-    path: Annotated[Path, typer.Argument(help="A .jsonl, .txt, DiscordChatExporter .json, or a "
-                                         "Slack export (.zip or its folder).")],
-    channel: Annotated[str | None, typer.Option(help="Channel for formats that do not name "
-                                                "one (jsonl, text), e.g. console:general.")] = None,
-    fmt: Annotated[str | None, typer.Option("--format", help="jsonl | text | discord | slack "
-                                            "(default: from the file).")] = None,
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="A .jsonl, .txt, DiscordChatExporter .json, or a "
+            "Slack export (.zip or its folder)."
+        ),
+    ],
+    channel: Annotated[
+        str | None,
+        typer.Option(
+            help="Channel for formats that do not name one (jsonl, text), e.g. console:general."
+        ),
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="jsonl | text | discord | slack (default: from the file)."),
+    ] = None,
 ) -> None:
     """Import existing history. Re-importing the same file adds nothing."""
     from bot.app import build_app
@@ -142,13 +155,20 @@ def import_(
         finally:
             await app.close()
         out.print(
-            M.t("import_done", path=path, imported=report.imported,
-                duplicates=report.duplicates, skipped=sum(report.skipped.values())),
+            M.t(
+                "import_done",
+                path=path,
+                imported=report.imported,
+                duplicates=report.duplicates,
+                skipped=sum(report.skipped.values()),
+            ),
             markup=False,
         )
         for ref_, counts in sorted(report.per_channel.items()):
-            out.print(f"  {ref_}: imported {counts.imported}, duplicates {counts.duplicates}",
-                      markup=False)
+            out.print(
+                f"  {ref_}: imported {counts.imported}, duplicates {counts.duplicates}",
+                markup=False,
+            )
         for why, n in report.skipped.most_common():
             out.print(f"  skipped {n}: {why}", markup=False)
 
@@ -167,24 +187,33 @@ def continue_(
     temperature: Annotated[str | None, typer.Option(help=_setting_option("temperature"))] = None,
     top_k: Annotated[str | None, typer.Option(help=_setting_option("top_k"))] = None,
     top_p: Annotated[str | None, typer.Option(help=_setting_option("top_p"))] = None,
-    max_new_tokens: Annotated[str | None, typer.Option(help=_setting_option("max_new_tokens"))] = None,
+    max_new_tokens: Annotated[
+        str | None, typer.Option(help=_setting_option("max_new_tokens"))
+    ] = None,
     repetition_penalty: Annotated[
         str | None, typer.Option(help=_setting_option("repetition_penalty"))
     ] = None,
     no_repeat_ngram_size: Annotated[
         str | None, typer.Option(help=_setting_option("no_repeat_ngram_size"))
     ] = None,
-    n: Annotated[str | None, typer.Option("-n", "--num-return-sequences",
-                                          help=_setting_option("num_return_sequences"))] = None,
+    n: Annotated[
+        str | None,
+        typer.Option("-n", "--num-return-sequences", help=_setting_option("num_return_sequences")),
+    ] = None,
     seed: Annotated[str | None, typer.Option(help=_setting_option("seed"))] = None,
 ) -> None:
     """Continue PROMPT in CHANNEL's voice (the output starts with the prompt)."""
     from bot.app import build_app
 
     given = {
-        "temperature": temperature, "top_k": top_k, "top_p": top_p,
-        "max_new_tokens": max_new_tokens, "repetition_penalty": repetition_penalty,
-        "no_repeat_ngram_size": no_repeat_ngram_size, "num_return_sequences": n, "seed": seed,
+        "temperature": temperature,
+        "top_k": top_k,
+        "top_p": top_p,
+        "max_new_tokens": max_new_tokens,
+        "repetition_penalty": repetition_penalty,
+        "no_repeat_ngram_size": no_repeat_ngram_size,
+        "num_return_sequences": n,
+        "seed": seed,
     }
     overrides = {k: v for k, v in given.items() if v is not None}
 
@@ -257,8 +286,9 @@ def db_upgrade() -> None:
     async def work(settings: Settings) -> None:
         db = await open_database(settings.resolved_database_url)
         await db.dispose()
-        out.print(f"database is up to date: {_safe_url(settings.resolved_database_url)}",
-                  markup=False)
+        out.print(
+            f"database is up to date: {_safe_url(settings.resolved_database_url)}", markup=False
+        )
 
     _execute(work)
 
@@ -274,4 +304,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

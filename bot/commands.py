@@ -103,7 +103,9 @@ class Commands:
         settings = await self.effective_settings(ctx.channel, overrides)
         await self.channels.ensure(ctx.channel, ctx.channel_name)
         result = await self.generator.generate(
-            GenerationRequest(channel=ctx.channel, settings=settings, mode="continue", prompt=prompt)
+            GenerationRequest(
+                channel=ctx.channel, settings=settings, mode="continue", prompt=prompt
+            )
         )
         return Reply(result.texts, generated=True)
 
@@ -133,8 +135,14 @@ class Commands:
             source = M.t("source_channel") if name in own else M.t("source_default")
             value = "none" if effective[name] is None else effective[name]
             lines.append(
-                M.t("settings_line", key=name, value=value, source=source,
-                    range=spec.describe_range(), help=spec.help)
+                M.t(
+                    "settings_line",
+                    key=name,
+                    value=value,
+                    source=source,
+                    range=spec.describe_range(),
+                    help=spec.help,
+                )
             )
         return Reply.info("\n".join(lines))
 

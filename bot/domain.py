@@ -47,7 +47,7 @@ class ChannelRef:
                 raise UserError(M.t("channel_bad_ref", ref=text))
         if not (_ID_PART.match(workspace) and _ID_PART.match(channel)):
             raise UserError(M.t("channel_bad_ref", ref=text))
-        return cls(platform, workspace, channel)  # type: ignore[arg-type]
+        return cls(platform, workspace, channel)
 
     def __str__(self) -> str:
         if self.platform == "console":
@@ -146,21 +146,43 @@ def _fmt(x: float) -> str:
 SETTING_SPECS: dict[str, SettingSpec] = {
     s.name: s
     for s in (
-        SettingSpec("temperature", float, 0.0, 5.0,
-                    "randomness; 0 always picks the likeliest token"),
-        SettingSpec("top_k", int, 0, 1000,
-                    "sample only from the k likeliest tokens; 0 turns the limit off"),
-        SettingSpec("top_p", float, 0.01, 1.0,
-                    "sample from the smallest set of tokens whose probability reaches p"),
+        SettingSpec(
+            "temperature", float, 0.0, 5.0, "randomness; 0 always picks the likeliest token"
+        ),
+        SettingSpec(
+            "top_k", int, 0, 1000, "sample only from the k likeliest tokens; 0 turns the limit off"
+        ),
+        SettingSpec(
+            "top_p",
+            float,
+            0.01,
+            1.0,
+            "sample from the smallest set of tokens whose probability reaches p",
+        ),
         SettingSpec("max_new_tokens", int, 1, 1024, "how many tokens to generate at most"),
-        SettingSpec("repetition_penalty", float, 1.0, 5.0,
-                    "values above 1 make repeating earlier tokens less likely"),
-        SettingSpec("no_repeat_ngram_size", int, 0, 20,
-                    "forbid repeating any n-gram of this size; 0 turns it off"),
+        SettingSpec(
+            "repetition_penalty",
+            float,
+            1.0,
+            5.0,
+            "values above 1 make repeating earlier tokens less likely",
+        ),
+        SettingSpec(
+            "no_repeat_ngram_size",
+            int,
+            0,
+            20,
+            "forbid repeating any n-gram of this size; 0 turns it off",
+        ),
         SettingSpec("num_return_sequences", int, 1, 5, "how many variants to return"),
-        SettingSpec("seed", int, 0, 2**32 - 1,
-                    "fixes the random choices, so the same prompt gives the same text",
-                    nullable=True),
+        SettingSpec(
+            "seed",
+            int,
+            0,
+            2**32 - 1,
+            "fixes the random choices, so the same prompt gives the same text",
+            nullable=True,
+        ),
     )
 }
 

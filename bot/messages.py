@@ -24,9 +24,9 @@ CATALOG: dict[str, dict[Locale, str]] = {
     },
     "channel_bad_ref": {
         "en": "'{ref}' is not a channel id. Use console:NAME, discord:GUILD/CHANNEL "
-              "or slack:TEAM/CHANNEL.",
+        "or slack:TEAM/CHANNEL.",
         "ja": "'{ref}' はチャンネルIDではありません。console:名前、discord:サーバー/チャンネル、"
-              "slack:チーム/チャンネル の形で指定してください。",
+        "slack:チーム/チャンネル の形で指定してください。",
     },
     "channel_unknown": {
         "en": "I don't know the channel {channel} yet.",
@@ -39,7 +39,7 @@ CATALOG: dict[str, dict[Locale, str]] = {
     "setting_invalid": {
         "en": "{key} must be {kind} in the range {range} (got '{value}'). Nothing was changed.",
         "ja": "{key} は {range} の範囲の{kind}で指定してください（入力: '{value}'）。"
-              "設定は変更されていません。",
+        "設定は変更されていません。",
     },
     "setting_set": {
         "en": "{key} is now {value} for this channel (was {old}).",
@@ -102,21 +102,21 @@ CATALOG: dict[str, dict[Locale, str]] = {
     },
     "help": {
         "en": "Commands: /continue TEXT [key=value …] continues your text · @tsuzuki … replies "
-              "in the channel's voice · /settings show|set KEY VALUE|reset KEY · /models · "
-              "/help. Anything else you type is kept as channel history.",
+        "in the channel's voice · /settings show|set KEY VALUE|reset KEY · /models · "
+        "/help. Anything else you type is kept as channel history.",
         "ja": "コマンド: /continue 文 [項目=値 …] で続きを書きます · @tsuzuki … でチャンネルらしく"
-              "返信します · /settings show|set 項目 値|reset 項目 · /models · /help。"
-              "それ以外の入力はチャンネルの履歴として保存されます。",
+        "返信します · /settings show|set 項目 値|reset 項目 · /models · /help。"
+        "それ以外の入力はチャンネルの履歴として保存されます。",
     },
     "model_hub_unreachable": {
         "en": "Could not load the model '{spec}': the Hugging Face hub is not reachable and the "
-              "model is not in the local cache. Download it once on a machine with network "
-              "access and point TSUZUKI_BASE_MODEL at the directory (save_pretrained), or use "
-              "TSUZUKI_BASE_MODEL=scratch:tiny to build a small model with no network.",
+        "model is not in the local cache. Download it once on a machine with network "
+        "access and point TSUZUKI_BASE_MODEL at the directory (save_pretrained), or use "
+        "TSUZUKI_BASE_MODEL=scratch:tiny to build a small model with no network.",
         "ja": "モデル '{spec}' を読み込めません。Hugging Face Hub に接続できず、ローカルのキャッシュにも"
-              "ありません。ネットワークのある環境で一度ダウンロードして保存したディレクトリを "
-              "TSUZUKI_BASE_MODEL に指定するか、ネットワーク不要の TSUZUKI_BASE_MODEL=scratch:tiny "
-              "を使ってください。",
+        "ありません。ネットワークのある環境で一度ダウンロードして保存したディレクトリを "
+        "TSUZUKI_BASE_MODEL に指定するか、ネットワーク不要の TSUZUKI_BASE_MODEL=scratch:tiny "
+        "を使ってください。",
     },
     "model_load_failed": {
         "en": "Could not load the model '{spec}': {reason}",
@@ -124,9 +124,9 @@ CATALOG: dict[str, dict[Locale, str]] = {
     },
     "model_dir_incomplete": {
         "en": "The directory '{path}' does not hold a causal language model with its tokenizer "
-              "(config.json and tokenizer files are needed).",
+        "(config.json and tokenizer files are needed).",
         "ja": "ディレクトリ '{path}' には言語モデルとトークナイザー（config.json とトークナイザーの"
-              "ファイル）がありません。",
+        "ファイル）がありません。",
     },
     "scratch_size_unknown": {
         "en": "Unknown scratch size '{size}'. Sizes: {sizes}.",
@@ -134,9 +134,9 @@ CATALOG: dict[str, dict[Locale, str]] = {
     },
     "tokenizer_missing": {
         "en": "The model '{spec}' has no tokenizer of its own; Tsuzuki will not fall back to "
-              "another one. Save the tokenizer next to the model.",
+        "another one. Save the tokenizer next to the model.",
         "ja": "モデル '{spec}' にトークナイザーがありません。別のトークナイザーで代用はしません。"
-              "モデルと同じ場所にトークナイザーを保存してください。",
+        "モデルと同じ場所にトークナイザーを保存してください。",
     },
     "import_done": {
         "en": "{path}: imported {imported}, duplicates {duplicates}, skipped {skipped}",

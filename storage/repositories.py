@@ -32,7 +32,7 @@ def _insert(session: AsyncSession, table: Any) -> Any:
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
-def _channel_query(ref: ChannelRef) -> Select[tuple[Channel]]:
+def _channel_query(ref: ChannelRef) -> Select[Channel]:
     return (
         select(Channel)
         .join(Workspace, Channel.workspace_id == Workspace.id)
@@ -174,7 +174,9 @@ class SqlMessageStore:
                     {
                         "channel_id": channel_ids[ref],
                         "external_id": m.external_id,
-                        "author_id": user_ids[(m.channel.platform, m.channel.workspace, m.author.id)],
+                        "author_id": user_ids[
+                            (m.channel.platform, m.channel.workspace, m.author.id)
+                        ],
                         "text": m.text,
                         "created_at": as_utc(m.created_at),
                         "edited_at": as_utc(m.edited_at) if m.edited_at else None,
@@ -222,7 +224,8 @@ class SqlMessageStore:
             ]
             for start in range(0, len(rows), BULK_CHUNK):
                 await session.execute(
-                    _insert(session, User).values(rows[start : start + BULK_CHUNK])
+                    _insert(session, User)
+                    .values(rows[start : start + BULK_CHUNK])
                     .on_conflict_do_nothing()
                 )
             external = list(authors)

@@ -33,8 +33,10 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[N
 def _backends() -> list[object]:
     params: list[object] = ["sqlite"]
     params.append(
-        pytest.param("postgresql", marks=pytest.mark.skipif(
-            not PG_URL, reason="TSUZUKI_TEST_POSTGRES_URL not set"))
+        pytest.param(
+            "postgresql",
+            marks=pytest.mark.skipif(not PG_URL, reason="TSUZUKI_TEST_POSTGRES_URL not set"),
+        )
     )
     return params
 
@@ -93,7 +95,9 @@ async def db(db_url: str) -> AsyncIterator[Database]:
 @pytest.fixture
 def settings(tmp_path: Path, db_url: str) -> Settings:
     return load_settings(
-        data_dir=tmp_path / "data", database_url=db_url, base_model="scratch:tiny",
+        data_dir=tmp_path / "data",
+        database_url=db_url,
+        base_model="scratch:tiny",
         torch_threads=1,
     )
 

@@ -49,19 +49,27 @@ class LocalGenerator:
             self._cache.popitem(last=False)
         return loaded
 
-    def _generate(self, source: ModelSource, request: GenerationRequest, seed: int) -> GenerationResult:
+    def _generate(
+        self, source: ModelSource, request: GenerationRequest, seed: int
+    ) -> GenerationResult:
         started = time.perf_counter()
         loaded = self._model(source)
         settings = request.settings
         if request.mode == "continue":
             prompt = continue_prompt(
-                loaded.tokenizer, request.prompt, loaded.eos_id,
-                loaded.context_length, settings.max_new_tokens,
+                loaded.tokenizer,
+                request.prompt,
+                loaded.eos_id,
+                loaded.context_length,
+                settings.max_new_tokens,
             )
         else:
             prompt = reply_prompt(
-                loaded.tokenizer, request.context, loaded.eos_id,
-                loaded.context_length, settings.max_new_tokens,
+                loaded.tokenizer,
+                request.context,
+                loaded.eos_id,
+                loaded.context_length,
+                settings.max_new_tokens,
             )
         rows = sample(loaded, prompt, settings, seed)
         texts = []
@@ -69,7 +77,9 @@ class LocalGenerator:
             new_text = clean(decode_new_text(loaded.tokenizer, prompt.input_ids, new_ids))
             # /continue answers like pipeline("text-generation"): the prompt as the
             # user wrote it (even if cut for the model), then the continuation.
-            texts.append(request.prompt + new_text if request.mode == "continue" else new_text.strip())
+            texts.append(
+                request.prompt + new_text if request.mode == "continue" else new_text.strip()
+            )
         return GenerationResult(
             texts=tuple(texts),
             model=loaded.name,

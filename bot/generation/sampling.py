@@ -37,6 +37,9 @@ def sample(
         no_repeat_ngram_size=settings.no_repeat_ngram_size,
         num_return_sequences=n,
         max_new_tokens=prompt.max_new_tokens,
+        # A message has at least one token: an end-of-message straight away would be an
+        # empty answer, never what the person asked for.
+        min_new_tokens=1,
         eos_token_id=eos,
         pad_token_id=pad if pad is not None else (eos if eos is not None else 0),
     )

@@ -47,6 +47,12 @@ def json_error_position(err: json.JSONDecodeError) -> str:
     return f"line {err.lineno}, column {err.colno}"
 
 
+def json_problem(err: json.JSONDecodeError) -> str:
+    # json's messages expect a position after them ("Unterminated string starting at");
+    # the position is reported on its own.
+    return err.msg.removesuffix(" starting at").removesuffix(" at")
+
+
 def utf8_error_position(data: bytes, err: UnicodeDecodeError) -> str:
     line = data.count(b"\n", 0, err.start) + 1
     line_start = data.rfind(b"\n", 0, err.start) + 1
@@ -70,7 +76,7 @@ def load_json(data: bytes, path: Path | str, member: str = "") -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise broken(path, prefix + json_error_position(err), err.msg) from None
+        raise broken(path, prefix + json_error_position(err), json_problem(err)) from None
     except RecursionError:
         raise broken(path, prefix + "line 1", "JSON nested too deeply") from None
 

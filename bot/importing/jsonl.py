@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.domain import Author, ChannelRef, ChatMessage
-from bot.importing import broken, from_unix, json_type, parse_iso, strip_bom
+from bot.importing import broken, from_unix, json_problem, json_type, parse_iso, strip_bom
 from bot.ports import ImportBatch
 
 
@@ -33,9 +33,9 @@ def parse_jsonl(path: Path, channel: ChannelRef) -> ImportBatch:
         try:
             record = json.loads(text)
         except json.JSONDecodeError as err:
-            problem = err.msg
+            problem = json_problem(err)
             if index == last and not data.endswith(b"\n"):
-                problem += "; the file looks cut off"
+                problem += " (the file looks cut off)"
             raise broken(path, f"line {number}, column {err.colno}", problem) from None
         message = _message(record, path, number, channel, authors)
         if message is None:

@@ -54,8 +54,11 @@ class _Folder:
         base = self.label / folder
         if not base.is_dir():
             return []
-        return sorted(f"{folder}/{p.name}" for p in base.iterdir()
-                      if p.is_file() and _DAILY_FILE.match(p.name))
+        return sorted(
+            f"{folder}/{p.name}"
+            for p in base.iterdir()
+            if p.is_file() and _DAILY_FILE.match(p.name)
+        )
 
     def member(self, name: str) -> str:
         return name
@@ -69,12 +72,15 @@ class _Zip:
         # Zipping the unpacked folder again puts everything under one more folder;
         # the shallowest channels.json marks the root (macOS adds __MACOSX/ copies).
         roots = sorted(
-            (n for n in names if n.rsplit("/", 1)[-1] == "channels.json"
-             and not n.startswith("__MACOSX/")),
+            (
+                n
+                for n in names
+                if n.rsplit("/", 1)[-1] == "channels.json" and not n.startswith("__MACOSX/")
+            ),
             key=lambda n: (n.count("/"), n),
         )
         self.prefix = roots[0][: -len("channels.json")] if roots else ""
-        self.names = {n[len(self.prefix):] for n in names if n.startswith(self.prefix)}
+        self.names = {n[len(self.prefix) :] for n in names if n.startswith(self.prefix)}
 
     def read(self, name: str) -> bytes | None:
         if name not in self.names:
@@ -86,8 +92,13 @@ class _Zip:
 
     def daily_files(self, folder: str) -> list[str]:
         start = f"{folder}/"
-        return sorted(n for n in self.names if n.startswith(start)
-                      and "/" not in n[len(start):] and _DAILY_FILE.match(n[len(start):]))
+        return sorted(
+            n
+            for n in self.names
+            if n.startswith(start)
+            and "/" not in n[len(start) :]
+            and _DAILY_FILE.match(n[len(start) :])
+        )
 
     def member(self, name: str) -> str:
         return self.prefix + name
@@ -127,13 +138,17 @@ def _parse(source: _Source, channel: ChannelRef | None) -> ImportBatch:
         for file in source.daily_files(name):
             records = _load(source, file)
             if not isinstance(records, list):
-                raise broken(source.label, source.member(file),
-                             f"expected an array of messages, got {json_type(records)}")
+                raise broken(
+                    source.label,
+                    source.member(file),
+                    f"expected an array of messages, got {json_type(records)}",
+                )
             for i, record in enumerate(records):
                 where = f"{source.member(file)}[{i}]"
                 if not isinstance(record, dict):
-                    raise broken(source.label, where,
-                                 f"expected a JSON object, got {json_type(record)}")
+                    raise broken(
+                        source.label, where, f"expected a JSON object, got {json_type(record)}"
+                    )
                 team = record.get("team")
                 if isinstance(team, str) and team:
                     message_teams[team] += 1
@@ -173,13 +188,17 @@ def _channels(source: _Source) -> dict[str, str]:
     for listing in ("channels.json", "groups.json"):
         entries = _load(source, listing)
         if entries is None and listing == "channels.json":
-            raise broken(source.label, "channels.json",
-                         "missing; this does not look like a Slack workspace export")
+            raise broken(
+                source.label,
+                "channels.json",
+                "missing; this does not look like a Slack workspace export",
+            )
         if entries is None:
             continue
         if not isinstance(entries, list):
-            raise broken(source.label, source.member(listing),
-                         f"expected an array, got {json_type(entries)}")
+            raise broken(
+                source.label, source.member(listing), f"expected an array, got {json_type(entries)}"
+            )
         for i, entry in enumerate(entries):
             where = f"{source.member(listing)}[{i}]"
             if not isinstance(entry, dict):
@@ -189,8 +208,9 @@ def _channels(source: _Source) -> dict[str, str]:
                 raise broken(source.label, where, f"'id' is not a Slack channel id: {cid!r:.60}")
             # The name is also a folder name: refuse anything that could leave the export.
             if not isinstance(name, str) or not _FOLDER_NAME.match(name) or name in {".", ".."}:
-                raise broken(source.label, where,
-                             f"'name' is not a Slack channel name: {name!r:.60}")
+                raise broken(
+                    source.label, where, f"'name' is not a Slack channel name: {name!r:.60}"
+                )
             out[cid] = name
     return out
 
@@ -202,16 +222,23 @@ def _users(source: _Source) -> tuple[dict[str, _User], Counter[str]]:
     if entries is None:
         return users, teams
     if not isinstance(entries, list):
-        raise broken(source.label, source.member("users.json"),
-                     f"expected an array, got {json_type(entries)}")
+        raise broken(
+            source.label,
+            source.member("users.json"),
+            f"expected an array, got {json_type(entries)}",
+        )
     for i, entry in enumerate(entries):
         where = f"{source.member('users.json')}[{i}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
             raise broken(source.label, where, "expected an object with a string 'id'")
         profile = entry.get("profile")
         profile = profile if isinstance(profile, dict) else {}
-        candidates = (profile.get("display_name"), entry.get("real_name"),
-                      profile.get("real_name"), entry.get("name"))
+        candidates = (
+            profile.get("display_name"),
+            entry.get("real_name"),
+            profile.get("real_name"),
+            entry.get("name"),
+        )
         name = next((c for c in candidates if isinstance(c, str) and c.strip()), entry["id"])
         users[entry["id"]] = _User(name=name, is_bot=entry.get("is_bot") is True)
         team = entry.get("team_id")
@@ -291,8 +318,11 @@ def _team_id(
     elif message_teams:
         team = message_teams.most_common(1)[0][0]
     else:
-        raise broken(label, "users.json", "cannot tell the Slack team id; pass --channel "
-                     "slack:TEAM/CHANNEL to name it")
+        raise broken(
+            label,
+            "users.json",
+            "cannot tell the Slack team id; pass --channel slack:TEAM/CHANNEL to name it",
+        )
     if not is_valid_id(team):
         raise broken(label, "users.json", f"the team id {team!r:.60} is not a Slack team id")
     return team

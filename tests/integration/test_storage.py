@@ -91,11 +91,25 @@ async def test_channel_settings_changes_are_audited(db: Database) -> None:
     assert await channels.get(REF) is None
     info = await channels.ensure(REF, "general")
     assert info.sampling == {} and not info.training_enabled
-    assert await channels.set_sampling(REF, "temperature", 0.5, actor="console:alice") == (None, 0.5)
-    assert await channels.set_sampling(REF, "temperature", None, actor="console:alice") == (0.5, None)
+    assert await channels.set_sampling(REF, "temperature", 0.5, actor="console:alice") == (
+        None,
+        0.5,
+    )
+    assert await channels.set_sampling(REF, "temperature", None, actor="console:alice") == (
+        0.5,
+        None,
+    )
     entries = await channels.audit(REF)
-    assert [(e.actor, e.action, e.key, json.loads(e.old_value or "null"), json.loads(e.new_value or "null"))
-            for e in entries] == [
+    assert [
+        (
+            e.actor,
+            e.action,
+            e.key,
+            json.loads(e.old_value or "null"),
+            json.loads(e.new_value or "null"),
+        )
+        for e in entries
+    ] == [
         ("console:alice", "settings.set", "temperature", None, 0.5),
         ("console:alice", "settings.reset", "temperature", 0.5, None),
     ]
@@ -112,7 +126,9 @@ async def test_fifty_concurrent_writers_and_readers_see_no_errors(db: Database) 
             await store.add(msg(w * 100 + j, ref=refs[w], author=f"user{w % 7}"))
             if j % 5 == 0:
                 await channels.set_sampling(refs[w], "top_k", w, actor=f"console:w{w}")
-        await store.add_batch(ImportBatch(messages=[msg(w * 100 + 50 + k, ref=refs[w]) for k in range(20)]))
+        await store.add_batch(
+            ImportBatch(messages=[msg(w * 100 + 50 + k, ref=refs[w]) for k in range(20)])
+        )
 
     async def reader(r: int) -> int:
         seen = 0

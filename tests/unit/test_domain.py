@@ -93,7 +93,8 @@ def test_bad_channel_refs_are_refused(text: str) -> None:
 
 def test_split_overrides_takes_only_trailing_known_settings() -> None:
     assert split_overrides("織田信長は、 temperature=0.7 n=2") == (
-        "織田信長は、", {"temperature": "0.7", "num_return_sequences": "2"}
+        "織田信長は、",
+        {"temperature": "0.7", "num_return_sequences": "2"},
     )
     assert split_overrides("a=b means c") == ("a=b means c", {})
     assert split_overrides("x colour=red") == ("x colour=red", {})

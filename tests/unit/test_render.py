@@ -32,7 +32,9 @@ def test_slack_control_sequences_are_escaped() -> None:
     assert text == "&lt;!channel&gt; &lt;!here&gt; &lt;@U123&gt; &lt;https://x|y&gt; &amp; co"
 
 
-@pytest.mark.parametrize("render,limit", [(render_discord, DISCORD_LIMIT), (render_slack, SLACK_LIMIT)])
+@pytest.mark.parametrize(
+    "render,limit", [(render_discord, DISCORD_LIMIT), (render_slack, SLACK_LIMIT)]
+)
 def test_long_output_is_split_within_the_limit_without_losing_text(render, limit) -> None:  # type: ignore[no-untyped-def]
     text = ("織田信長は、尾張の大名である。" * 200) + ("word " * 500)
     pieces = render(text)

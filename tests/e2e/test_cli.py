@@ -1,0 +1,108 @@
+"""The `tsuzuki` command as a person runs it: a real process, real files, no network."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.exports import write_jsonl
+
+TSUZUKI = str(Path(sys.executable).parent / "tsuzuki")
+PROMPT = "織田信長は、"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TSUZUKI_")}
+    return {
+        **clean,
+        "TSUZUKI_BASE_MODEL": "scratch:tiny",
+        "TSUZUKI_DATA_DIR": str(tmp_path / "data"),
+        "TSUZUKI_TORCH_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
+
+
+def tsuzuki(
+    env: dict[str, str], *args: str, stdin: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [TSUZUKI, *args], input=stdin, capture_output=True, text=True, env=env, timeout=180
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_piped_console_channel_continues_the_prompt(env: dict[str, str]) -> None:
+    script = f"hello everyone\n/continue {PROMPT}\n/settings set temperature 9\n"
+    # Seeded so the untrained model's output is the same on every run.
+    proc = tsuzuki(env | {"TSUZUKI_SEED": "1"}, "run", stdin=script)
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith(PROMPT) and len(lines[0]) > len(PROMPT)
+    assert "temperature must be a number in the range 0–5" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_continue_command_starts_with_the_prompt_and_honours_seed(env: dict[str, str]) -> None:
+    a = tsuzuki(env, "continue", "console:general", PROMPT, "--seed", "7", "-n", "2")
+    b = tsuzuki(env, "continue", "console:general", PROMPT, "--seed", "7", "-n", "2")
+    assert a.stdout == b.stdout
+    lines = [line for line in a.stdout.splitlines() if line.startswith("[")]
+    assert len(lines) == 2
+    assert all(line.split(" ", 1)[1].startswith(PROMPT) for line in lines)
+
+
+def test_import_prints_counts_and_reimport_adds_nothing(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    path = write_jsonl(
+        tmp_path / "h.jsonl",
+        [{"author": "a", "text": f"msg {i}", "ts": 1_700_000_000 + i, "id": i} for i in range(30)],
+    )
+    first = tsuzuki(env, "import", str(path), "--channel", "console:general")
+    assert "imported 30, duplicates 0, skipped 0" in first.stdout
+    again = tsuzuki(env, "import", str(path), "--channel", "console:general")
+    assert "imported 0, duplicates 30" in again.stdout
+
+
+def test_broken_import_is_one_clear_line(env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"guild": {"id": "1"}, "channel": {"id": "2"}, "messages": []})[:-7])
+    proc = tsuzuki(env, "import", str(path), check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: ") and "bad.json" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_settings_set_show_reset_and_invalid_values(env: dict[str, str]) -> None:
+    tsuzuki(env, "settings", "console:general", "set", "top_k", "12")
+    shown = tsuzuki(env, "settings", "console:general", "show").stdout
+    assert "top_k = 12 (set for this channel" in shown
+    bad = tsuzuki(env, "settings", "console:general", "set", "top_p", "inf", check=False)
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines() == [
+        "error: top_p must be a number in the range 0.01–1 (got 'inf'). Nothing was changed."
+    ]
+    tsuzuki(env, "settings", "console:general", "reset", "top_k")
+    assert "top_k = 50 (default" in tsuzuki(env, "settings", "console:general", "show").stdout
+    assert "No trained versions" in tsuzuki(env, "models", "console:general").stdout
+
+
+def test_bad_configuration_names_the_variable(env: dict[str, str]) -> None:
+    proc = tsuzuki(env | {"TSUZUKI_TOP_P": "nan"}, "continue", "console:general", "x", check=False)
+    assert proc.returncode == 2
+    assert "TSUZUKI_TOP_P" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["run"], ["import"], ["continue"], ["settings"], ["models"], ["db", "upgrade"]]
+)
+def test_every_command_has_help(env: dict[str, str], command: list[str]) -> None:
+    proc = tsuzuki(env, *command, "--help")
+    assert "Usage: tsuzuki" in proc.stdout

@@ -1,0 +1,167 @@
+"""Export files of each import format, built in the test's own directory."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+JA = "今日は良い天気ですね 🌸☀️"
+EMOJI = "👩‍👩‍👧‍👦 family, 🇯🇵 flag, e\u0301 combining"
+
+
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8"
+    )
+    return path
+
+
+def discord_message(i: int, **changes: Any) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "id": str(1000 + i),
+        "type": "Default",
+        "timestamp": "2023-05-01T10:00:00.123+09:00",
+        "timestampEdited": None,
+        "isPinned": False,
+        "content": f"message {i}",
+        "author": {
+            "id": "42",
+            "name": "taro",
+            "discriminator": "0000",
+            "nickname": "Taro-san",
+            "isBot": False,
+        },
+        "attachments": [],
+    }
+    message.update(changes)
+    return message
+
+
+def discord_export(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "guild": {"id": "111", "name": "Server", "iconUrl": ""},
+        "channel": {"id": "222", "type": "GuildTextChat", "name": "雑談", "topic": None},
+        "dateRange": {"after": None, "before": None},
+        "messages": messages,
+        "messageCount": len(messages),
+    }
+
+
+def slack_folder(root: Path, *, with_users: bool = True) -> Path:
+    root.mkdir()
+    (root / "channels.json").write_text(
+        json.dumps(
+            [
+                {"id": "C01", "name": "general", "created": 1},
+                {"id": "C02", "name": "random"},
+                {"id": "C03", "name": "never-used"},
+            ]
+        ),
+        encoding="utf-8",
+    )
+    (root / "groups.json").write_text(
+        json.dumps([{"id": "G01", "name": "secret"}]), encoding="utf-8"
+    )
+    if with_users:
+        (root / "users.json").write_text(
+            json.dumps(
+                [
+                    {
+                        "id": "U1",
+                        "team_id": "T123",
+                        "name": "hana",
+                        "profile": {"display_name": "はな", "real_name": "Hana Sato"},
+                    },
+                    {
+                        "id": "U2",
+                        "team_id": "T123",
+                        "name": "ken",
+                        "real_name": "Ken Ito",
+                        "profile": {"display_name": "", "real_name": "Ken Ito"},
+                    },
+                    {"id": "U3", "team_id": "T123", "name": "mo", "profile": {}},
+                    {"id": "UB", "team_id": "T123", "name": "robot", "is_bot": True, "profile": {}},
+                    {"id": "UX", "team_id": "TOTHER", "name": "guest", "profile": {}},
+                ],
+                ensure_ascii=False,
+            ),
+            encoding="utf-8",
+        )
+    general = root / "general"
+    general.mkdir()
+
+    def msg(ts: str, user: str, text: str, **extra: Any) -> dict[str, Any]:
+        return {"type": "message", "user": user, "text": text, "ts": ts, **extra}
+
+    (general / "2023-11-14.json").write_text(
+        json.dumps(
+            [
+                msg("1700000000.000100", "U1", JA, team="T123"),
+                msg(
+                    "1700000001.000200",
+                    "U2",
+                    EMOJI,
+                    edited={"user": "U2", "ts": "1700000100.000000"},
+                ),
+                msg("1700000002.000300", "U1", "", subtype="channel_join"),
+                msg("1700000003.000400", "U3", "joined", subtype="channel_join"),
+                {
+                    "type": "message",
+                    "subtype": "bot_message",
+                    "bot_id": "B1",
+                    "text": "hi",
+                    "ts": "1700000004.000500",
+                },
+            ],
+            ensure_ascii=False,
+        ),
+        encoding="utf-8",
+    )
+    (general / "2023-11-15.json").write_text(
+        json.dumps(
+            [
+                msg("1700086400.000001", "U3", "broadcast", subtype="thread_broadcast"),
+                msg("1700086401.000002", "U1", "file!", subtype="file_share"),
+                msg("1700086402.000003", "UB", "i am a bot user"),
+                msg("1700086403.000004", "U1", "app says", bot_id="B2"),
+                msg("1700086404.000005", "U2", "   "),
+                msg(
+                    "1700086405.123456",
+                    "UGONE",
+                    "I left",
+                    user_profile={"display_name": "", "real_name": "Former Member"},
+                ),
+            ]
+        ),
+        encoding="utf-8",
+    )
+    (general / "notes.txt").write_text("not a daily file", encoding="utf-8")
+    (root / "random").mkdir()
+    (root / "random" / "2023-11-14.json").write_text(
+        json.dumps(
+            [
+                msg("1700000009.999999", "U2", "in random"),
+            ]
+        ),
+        encoding="utf-8",
+    )
+    (root / "secret").mkdir()
+    (root / "secret" / "2023-11-16.json").write_text(
+        json.dumps(
+            [
+                msg("1700172800.500000", "U1", "private"),
+            ]
+        ),
+        encoding="utf-8",
+    )
+    return root
+
+
+def zip_folder(folder: Path, target: Path, prefix: str = "") -> Path:
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(folder.rglob("*")):
+            if file.is_file():
+                archive.write(file, prefix + file.relative_to(folder).as_posix())
+    return target
