@@ -10,7 +10,6 @@ STAMP  := $(VENV)/.installed
 # pyproject.toml: the CPU build, not gigabytes of CUDA wheels.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 

@@ -31,6 +31,7 @@ class App:
     messages: SqlMessageStore
     registry: SqlModelRegistry
     worker: DeviceWorker
+    resolver: ModelResolver
     generator: TextGenerator
     commands: Commands
     core: Core
@@ -50,9 +51,8 @@ async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
     messages = SqlMessageStore(db)
     registry = SqlModelRegistry(db)
     worker: DeviceWorker = overrides.get("worker") or DeviceWorker(settings.effective_torch_threads)
-    generator: TextGenerator = overrides.get("generator") or LocalGenerator(
-        ModelResolver(base, settings.models_dir, registry, messages, worker), worker
-    )
+    resolver = ModelResolver(base, settings.models_dir, registry, messages, worker)
+    generator: TextGenerator = overrides.get("generator") or LocalGenerator(resolver, worker)
     commands = Commands(
         channels=channels,
         messages=messages,
@@ -64,4 +64,6 @@ async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
         reply_context_messages=settings.reply_context_messages,
     )
     core = Core(commands, Ingest(messages, commands), messages)
-    return App(settings, db, channels, messages, registry, worker, generator, commands, core)
+    return App(
+        settings, db, channels, messages, registry, worker, resolver, generator, commands, core
+    )

@@ -36,6 +36,8 @@ cli = typer.Typer(
 )
 db_cli = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
+bench_cli = typer.Typer(help="Benchmarks: figures measured on this machine.", no_args_is_help=True)
+cli.add_typer(bench_cli, name="bench")
 
 
 def _settings() -> Settings:
@@ -288,6 +290,68 @@ def db_upgrade() -> None:
         await db.dispose()
         out.print(
             f"database is up to date: {_safe_url(settings.resolved_database_url)}", markup=False
+        )
+
+    _execute(work)
+
+
+@bench_cli.command("import")
+def bench_import_cmd(
+    messages: Annotated[int, typer.Option(help="JSONL messages to import.")] = 100_000,
+    baseline: Annotated[int, typer.Option(help="Messages stored one by one.")] = 2_000,
+    database_url: Annotated[
+        str | None, typer.Option(help="Database to measure (default: a new SQLite file).")
+    ] = None,
+) -> None:
+    """Import speed (messages/s) against storing messages one at a time."""
+    import tempfile
+
+    from bot.bench import bench_import
+
+    async def work(settings: Settings) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            url = database_url or f"sqlite+aiosqlite:///{tmp}/bench.db"
+            r = await bench_import(url, messages, baseline)
+        out.print(f"database: {_safe_url(url).split('@')[-1]}", markup=False)
+        out.print(
+            f"import {r.messages} messages: parse {r.parse_s:.2f}s + store {r.store_s:.2f}s"
+            f" = {r.rate:,.0f} messages/s",
+            markup=False,
+        )
+        out.print(
+            f"baseline, one message per transaction: {r.baseline_rate:,.0f} messages/s"
+            f" → import is {r.rate / r.baseline_rate:.1f}x",
+            markup=False,
+        )
+
+    _execute(work)
+
+
+@bench_cli.command("continue")
+def bench_continue_cmd(
+    runs: Annotated[int, typer.Option(help="Timed requests after the first.")] = 5,
+    tokens: Annotated[int, typer.Option(help="New tokens per request.")] = 64,
+    prompt: Annotated[str, typer.Option(help="The prompt.")] = "織田信長は、",
+) -> None:
+    """/continue latency on TSUZUKI_BASE_MODEL (e.g. scratch:small)."""
+    from bot.bench import bench_continue, median, percentile
+
+    async def work(settings: Settings) -> None:
+        r = await bench_continue(settings, prompt, runs, tokens)
+        ms_per_token = [
+            s / max(1, n) * 1000 for s, n in zip(r.latencies_s, r.new_tokens, strict=True)
+        ]
+        out.print(
+            f"model {r.model}: {r.parameters / 1e6:.1f}M parameters, "
+            f"torch threads {settings.effective_torch_threads}",
+            markup=False,
+        )
+        out.print(f"first request (builds/loads the model): {r.first_s:.2f}s", markup=False)
+        out.print(
+            f"/continue, {tokens} new tokens max (got {min(r.new_tokens)}–{max(r.new_tokens)}):"
+            f" p50 {median(r.latencies_s):.3f}s, p95 {percentile(r.latencies_s, 0.95):.3f}s,"
+            f" {median(ms_per_token):.1f} ms/token",
+            markup=False,
         )
 
     _execute(work)

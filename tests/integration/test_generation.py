@@ -10,7 +10,7 @@ import pytest
 from bot.app import App, build_app
 from bot.commands import CommandContext
 from bot.config import Settings
-from bot.domain import Author, ChannelRef
+from bot.domain import Author, ChannelRef, GenerationRequest
 from bot.errors import UserError
 from bot.generation.loading import load_directory, load_hub
 
@@ -60,7 +60,7 @@ async def test_greedy_is_deterministic_without_a_seed(local_app: App) -> None:
 async def test_a_prompt_longer_than_the_context_is_cut_from_the_left(local_app: App) -> None:
     long_prompt = "とても長い書き出し、" * 200  # far beyond scratch:tiny's 256 tokens
     result = await local_app.generator.generate(
-        __import__("bot.domain", fromlist=["GenerationRequest"]).GenerationRequest(
+        GenerationRequest(
             channel=REF,
             settings=local_app.settings.default_sampling().merged({"max_new_tokens": 8, "seed": 1}),
             prompt=long_prompt,
@@ -234,3 +234,42 @@ async def test_the_hub_error_reaches_the_user_as_a_clear_reply(local_settings: S
         await app.close()
     assert reply.is_error
     assert "not reachable" in reply.texts[0]
+
+
+async def test_the_active_version_answers_instead_of_the_base(
+    local_app: App, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from bot.generation.scratch import create_scratch
+    from bot.generation.spec import SCRATCH_SIZES
+    from storage.models import ModelVersion
+
+    before = await local_app.generator.generate(
+        GenerationRequest(
+            REF, local_app.settings.default_sampling().merged({"seed": 1}), prompt="a"
+        )
+    )
+    assert before.model == "scratch:tiny"
+    version_dir = tmp_path / "v1"
+    create_scratch(version_dir, SCRATCH_SIZES["tiny"], ["trained history"] * 10)
+    channel = await local_app.channels.ensure(REF)
+    async with local_app.db.write() as session:
+        session.add(
+            ModelVersion(
+                channel_id=channel.id,
+                version=1,
+                base_model="scratch:tiny",
+                method="full",
+                path=str(version_dir),
+                status="active",
+                created_at=datetime.now(UTC),
+            )
+        )
+    after = await local_app.generator.generate(
+        GenerationRequest(
+            REF, local_app.settings.default_sampling().merged({"seed": 1}), prompt="a"
+        )
+    )
+    assert after.model == "v1"  # no restart needed
+    assert "v1 active" in (await local_app.commands.models(ADMIN)).texts[0]

@@ -111,6 +111,6 @@ async def test_a_corrupt_zip_stores_nothing(db: Database, tmp_path: Path) -> Non
     good = zip_folder(slack_folder(tmp_path / "export"), tmp_path / "export.zip")
     broken = tmp_path / "broken.zip"
     broken.write_bytes(good.read_bytes()[:300])
-    with pytest.raises(UserError, match="broken.zip"):
+    with pytest.raises(UserError, match=r"broken\.zip"):
         await import_history(store, broken)
     assert await store.count(ChannelRef("slack", "T123", "C01")) == 0
