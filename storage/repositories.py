@@ -191,10 +191,8 @@ class SqlMessageStore:
                     # RETURNING lists only the rows actually inserted, which stays exact
                     # even while other transactions insert into the same channel.
                     inserted = await session.scalars(
-                        _insert(session, Message)
-                        .values(chunk)
-                        .on_conflict_do_nothing()
-                        .returning(Message.id)
+                        _insert(session, Message).on_conflict_do_nothing().returning(Message.id),
+                        chunk,
                     )
                     imported += len(inserted.all())
                 result[ref] = ImportCounts(imported=imported, duplicates=len(rows) - imported)
