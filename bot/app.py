@@ -6,6 +6,8 @@ override only for a part that cannot run here.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,3 +69,13 @@ async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
     return App(
         settings, db, channels, messages, registry, worker, resolver, generator, commands, core
     )
+
+
+@asynccontextmanager
+async def running_app(settings: Settings | None = None, **overrides: Any) -> AsyncIterator[App]:
+    """build_app, closed again (device thread, database connections) on the way out."""
+    app = await build_app(settings, **overrides)
+    try:
+        yield app
+    finally:
+        await app.close()

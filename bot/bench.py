@@ -100,12 +100,11 @@ async def bench_continue(settings: Settings, prompt: str, runs: int, tokens: int
     """`/continue` through the app's generator (model resolution, prompt building,
     sampling, decoding) on the configured base model, `runs` times after a first call
     that builds or loads the model."""
-    from bot.app import build_app
+    from bot.app import running_app
     from bot.generation.loading import load_directory
 
-    app = await build_app(settings)
-    ref = ChannelRef.parse(f"console:bench-{uuid.uuid4().hex[:8]}")
-    try:
+    async with running_app(settings) as app:
+        ref = ChannelRef.parse(f"console:bench-{uuid.uuid4().hex[:8]}")
         latencies, counts = [], []
         first = 0.0
         for i in range(runs + 1):
@@ -126,8 +125,6 @@ async def bench_continue(settings: Settings, prompt: str, runs: int, tokens: int
         source = await app.resolver.resolve(ref)
         loaded = await app.worker.run(load_directory, Path(source.location), source.name)
         params = int(sum(p.numel() for p in loaded.model.parameters()))
-    finally:
-        await app.close()
     return LatencyBench(settings.base_model, params, first, latencies, counts)
 
 

@@ -101,7 +101,7 @@ def run(
 ) -> None:
     """Start the bot. With no platform token set, opens a channel in the terminal."""
     from adapters.console_adapter import ConsoleAdapter
-    from bot.app import build_app
+    from bot.app import running_app
 
     async def work(settings: Settings) -> None:
         for name, token in (
@@ -114,12 +114,9 @@ def run(
                     "adapter yet; unset it to use the console channel."
                 )
         ref = ChannelRef.parse(channel or settings.console_channel)
-        app = await build_app(settings)
-        try:
+        async with running_app(settings) as app:
             await app.channels.ensure(ref, ref.channel)
             await ConsoleAdapter(app.core, ref, model_name=settings.base_model).run()
-        finally:
-            await app.close()
 
     _execute(work)
 
@@ -145,17 +142,14 @@ def import_(
     ] = None,
 ) -> None:
     """Import existing history. Re-importing the same file adds nothing."""
-    from bot.app import build_app
+    from bot.app import running_app
     from bot.importing.service import import_history
 
     async def work(settings: Settings) -> None:
         ref = ChannelRef.parse(channel) if channel else None
-        app = await build_app(settings)
-        try:
+        async with running_app(settings) as app:
             with err.status(f"Importing {path}…"):
                 report = await import_history(app.messages, path, fmt, ref)
-        finally:
-            await app.close()
         out.print(
             M.t(
                 "import_done",
@@ -205,7 +199,7 @@ def continue_(
     seed: Annotated[str | None, typer.Option(help=_setting_option("seed"))] = None,
 ) -> None:
     """Continue PROMPT in CHANNEL's voice (the output starts with the prompt)."""
-    from bot.app import build_app
+    from bot.app import running_app
 
     given = {
         "temperature": temperature,
@@ -221,13 +215,10 @@ def continue_(
 
     async def work(settings: Settings) -> None:
         ref = ChannelRef.parse(channel)
-        app = await build_app(settings)
-        try:
+        async with running_app(settings) as app:
             reply = await app.core.on_command(
                 _operator(ref), lambda c, ctx: c.continue_text(ctx, prompt, overrides)
             )
-        finally:
-            await app.close()
         _print_reply(reply)
 
     _execute(work)
@@ -241,17 +232,14 @@ def settings(
     value: Annotated[str | None, typer.Argument(help="New value, for set.")] = None,
 ) -> None:
     """Show or change a channel's sampling settings (changes go to the audit log)."""
-    from bot.app import build_app
+    from bot.app import running_app
 
     words = [w for w in (action, key, value) if w is not None]
 
     async def work(settings: Settings) -> None:
         ref = ChannelRef.parse(channel)
-        app = await build_app(settings)
-        try:
+        async with running_app(settings) as app:
             reply = await app.core.on_text_command(_operator(ref), "/settings " + _quote(words))
-        finally:
-            await app.close()
         _print_reply(reply)
 
     _execute(work)
@@ -266,15 +254,12 @@ def _quote(words: list[str]) -> str:
 @cli.command()
 def models(channel: Annotated[str, typer.Argument(help="e.g. console:general")]) -> None:
     """List a channel's model versions."""
-    from bot.app import build_app
+    from bot.app import running_app
 
     async def work(settings: Settings) -> None:
         ref = ChannelRef.parse(channel)
-        app = await build_app(settings)
-        try:
+        async with running_app(settings) as app:
             reply = await app.core.on_command(_operator(ref), lambda c, ctx: c.models(ctx))
-        finally:
-            await app.close()
         _print_reply(reply)
 
     _execute(work)

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 import bot  # noqa: F401  (sets the OpenMP wait policy before torch is imported)
-from bot.app import App, build_app
+from bot.app import App, running_app
 from bot.config import Settings, load_settings
 from storage.db import Database, open_database
 
@@ -104,11 +104,8 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
 
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[App]:
-    application = await build_app(settings)
-    try:
+    async with running_app(settings) as application:
         yield application
-    finally:
-        await application.close()
 
 
 @pytest.fixture
@@ -124,8 +121,5 @@ def local_settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def local_app(local_settings: Settings) -> AsyncIterator[App]:
-    application = await build_app(local_settings)
-    try:
+    async with running_app(local_settings) as application:
         yield application
-    finally:
-        await application.close()

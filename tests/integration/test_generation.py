@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import App, build_app
+from bot.app import App, running_app
 from bot.commands import CommandContext
 from bot.config import Settings
 from bot.domain import Author, ChannelRef, GenerationRequest
@@ -189,13 +189,10 @@ async def test_a_sentencepiece_model_directory_loads_like_rinnas(
     ids = loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
     assert loaded.tokenizer.decode(ids) == text
 
-    app = await build_app(local_settings.model_copy(update={"base_model": str(model_dir)}))
-    try:
+    async with running_app(local_settings.model_copy(update={"base_model": str(model_dir)})) as app:
         reply = await app.commands.continue_text(
             ADMIN, "織田信長は、", {"seed": 1, "num_return_sequences": 3}
         )
-    finally:
-        await app.close()
     assert all(t.startswith("織田信長は、") for t in reply.texts)
     # An untrained model may end a variant at once; at least one must go on, in the
     # model's own Japanese pieces.
@@ -225,13 +222,9 @@ def test_a_hub_id_with_no_network_fails_fast_with_advice(monkeypatch: pytest.Mon
 
 
 async def test_the_hub_error_reaches_the_user_as_a_clear_reply(local_settings: Settings) -> None:
-    app = await build_app(
-        local_settings.model_copy(update={"base_model": "rinna/japanese-gpt2-xsmall"})
-    )
-    try:
+    hub = local_settings.model_copy(update={"base_model": "rinna/japanese-gpt2-xsmall"})
+    async with running_app(hub) as app:
         reply = await app.core.on_text_command(ADMIN, "/continue 織田信長は、")
-    finally:
-        await app.close()
     assert reply.is_error
     assert "not reachable" in reply.texts[0]
 
