@@ -21,6 +21,7 @@ from bot.generation.resolver import ModelResolver
 from bot.generation.spec import ModelSpec
 from bot.ingest import Ingest
 from bot.ports import TextGenerator
+from bot.training.service import TrainingService
 from storage.db import Database, open_database
 from storage.repositories import SqlChannelStore, SqlMessageStore, SqlModelRegistry
 
@@ -37,6 +38,7 @@ class App:
     generator: TextGenerator
     commands: Commands
     core: Core
+    training: TrainingService
 
     async def close(self) -> None:
         self.worker.close()
@@ -66,8 +68,19 @@ async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
         reply_context_messages=settings.reply_context_messages,
     )
     core = Core(commands, Ingest(messages, commands), messages)
+    training = TrainingService(settings, channels, messages, registry, resolver, worker)
     return App(
-        settings, db, channels, messages, registry, worker, resolver, generator, commands, core
+        settings,
+        db,
+        channels,
+        messages,
+        registry,
+        worker,
+        resolver,
+        generator,
+        commands,
+        core,
+        training,
     )
 
 

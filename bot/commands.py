@@ -169,6 +169,30 @@ class Commands:
 
     # --- models ----------------------------------------------------------------------
 
+    async def models_activate(self, ctx: CommandContext, version: str) -> Reply:
+        self._require_admin(ctx)
+        number = version.lstrip("vV")
+        if not number.isdigit():
+            raise UserError(M.t("model_version_unknown", channel=ctx.channel, version=version))
+        done = await self.registry.activate(ctx.channel, int(number), actor=ctx.actor_id)
+        if done is None:
+            raise UserError(M.t("model_version_unknown", channel=ctx.channel, version=version))
+        return Reply.info(M.t("model_activated", channel=ctx.channel, version=done.version))
+
+    async def models_rollback(self, ctx: CommandContext) -> Reply:
+        self._require_admin(ctx)
+        previous = await self.registry.previous_active(ctx.channel)
+        if previous is None:
+            raise UserError(M.t("model_no_rollback", channel=ctx.channel))
+        await self.registry.activate(ctx.channel, previous.version, actor=ctx.actor_id)
+        return Reply.info(M.t("model_activated", channel=ctx.channel, version=previous.version))
+
+    async def training(self, ctx: CommandContext, enabled: bool) -> Reply:
+        """Consent: an admin opts the channel in to (or out of) training."""
+        self._require_admin(ctx)
+        await self.channels.set_training(ctx.channel, enabled, actor=ctx.actor_id)
+        return Reply.info(M.t("training_on" if enabled else "training_off", channel=ctx.channel))
+
     async def models(self, ctx: CommandContext) -> Reply:
         versions = await self.registry.versions(ctx.channel)
         if not versions:
@@ -185,6 +209,7 @@ class Commands:
                     eval_loss="—" if v.eval_loss is None else f"{v.eval_loss:.3f}",
                     created=v.created_at.strftime("%Y-%m-%d %H:%M"),
                 )
+                + (f" — {v.note}" if v.note else "")
             )
         return Reply.info("\n".join(lines))
 
@@ -200,10 +225,22 @@ class Commands:
         if name == "settings":
             return await self._settings_text(ctx, rest)
         if name == "models":
-            return await self.models(ctx)
+            return await self._models_text(ctx, rest.split())
+        if name == "training" and rest.strip() in ("on", "off"):
+            return await self.training(ctx, rest.strip() == "on")
         if name == "help":
             return Reply.info(M.t("help"))
         raise UserError(M.t("unknown_command", name="/" + name))
+
+    async def _models_text(self, ctx: CommandContext, args: list[str]) -> Reply:
+        match args:
+            case [] | ["list"]:
+                return await self.models(ctx)
+            case ["activate", version]:
+                return await self.models_activate(ctx, version)
+            case ["rollback"]:
+                return await self.models_rollback(ctx)
+        raise UserError(M.t("models_usage"))
 
     async def _settings_text(self, ctx: CommandContext, rest: str) -> Reply:
         try:

@@ -49,6 +49,17 @@ class Settings(BaseSettings):
     # How many recent channel messages an @mention reply sees as context.
     reply_context_messages: int = Field(default=8, ge=0, le=100)
 
+    # Training: model versions kept on disk per channel (the active one always stays).
+    keep_versions: int = Field(default=5, ge=1, le=100)
+    # Train on "name: text" lines, so the model also learns who says what.
+    train_author_prefix: bool = False
+    # Nightly re-finetunes: local time and time zone (IANA name; empty = the machine's),
+    # and how many new messages a channel needs since its last version.
+    nightly_time: str = Field(default="03:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    nightly_timezone: str = ""
+    nightly_min_new_messages: int = Field(default=50, ge=0)
+    nightly_max_minutes: float = Field(default=30.0, gt=0)
+
     # Default sampling settings (channel settings and per-request overrides win).
     temperature: float = SamplingSettings.temperature
     top_k: int = SamplingSettings.top_k

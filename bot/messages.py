@@ -158,6 +158,58 @@ CATALOG: dict[str, dict[Locale, str]] = {
         "en": "{path} does not exist.",
         "ja": "{path} が見つかりません。",
     },
+    "training_disabled": {
+        "en": "Training is off for {channel}. An admin can turn it on with: tsuzuki channels {channel} training on",
+        "ja": "{channel} の学習はオフです。管理者が tsuzuki channels {channel} training on で有効にできます。",
+    },
+    "training_not_enough": {
+        "en": "{channel} has too little history to train on ({messages} usable messages; at least {needed} are needed).",
+        "ja": "{channel} の履歴が少なすぎて学習できません（使えるメッセージ {messages} 件、最低 {needed} 件必要）。",
+    },
+    "training_busy": {
+        "en": "A training run for {channel} is already in progress.",
+        "ja": "{channel} の学習はすでに実行中です。",
+    },
+    "training_on": {
+        "en": "Training is now on for {channel}: its history will be used to fine-tune its model.",
+        "ja": "{channel} の学習を有効にしました。履歴を使ってモデルを調整します。",
+    },
+    "training_off": {
+        "en": "Training is now off for {channel}: no new versions will be trained on its history.",
+        "ja": "{channel} の学習を無効にしました。履歴から新しいバージョンは作られません。",
+    },
+    "train_done_promoted": {
+        "en": "v{version} is now active for {channel}: eval loss {eval_loss:.3f} (perplexity {ppl:.1f}), before {before:.3f}.",
+        "ja": "{channel} で v{version} を有効にしました。評価損失 {eval_loss:.3f}（パープレキシティ {ppl:.1f}）、学習前 {before:.3f}。",
+    },
+    "train_done_kept": {
+        "en": "v{version} was trained for {channel} but not promoted: {reason}",
+        "ja": "{channel} の v{version} を学習しましたが有効にはしていません: {reason}",
+    },
+    "not_promoted_reason": {
+        "en": "its eval loss ({new:.4f} nats/char) is worse than active v{active}'s ({old:.4f}) on the same held-out messages",
+        "ja": "同じ評価用メッセージで、評価損失（{new:.4f} nats/文字）が有効な v{active}（{old:.4f}）より悪いため",
+    },
+    "model_version_unknown": {
+        "en": "{channel} has no model version {version}.",
+        "ja": "{channel} にはバージョン {version} のモデルがありません。",
+    },
+    "model_activated": {
+        "en": "v{version} now answers in {channel}.",
+        "ja": "{channel} では今から v{version} が応答します。",
+    },
+    "model_no_rollback": {
+        "en": "{channel} has no earlier active version to roll back to.",
+        "ja": "{channel} には戻せる以前のバージョンがありません。",
+    },
+    "models_usage": {
+        "en": "Usage: /models [list] | /models activate VERSION | /models rollback",
+        "ja": "使い方: /models [list] | /models activate バージョン | /models rollback",
+    },
+    "jobs_none": {
+        "en": "No jobs.",
+        "ja": "ジョブはありません。",
+    },
     "console_welcome": {
         "en": "Tsuzuki — channel {channel}, model {model}. Type /help for commands, Ctrl-D to quit.",
         "ja": "Tsuzuki — チャンネル {channel}、モデル {model}。/help でコマンド一覧、Ctrl-D で終了します。",

@@ -49,6 +49,8 @@ class ChannelStore(Protocol):
 
     async def get(self, ref: ChannelRef) -> ChannelInfo | None: ...
 
+    async def set_training(self, ref: ChannelRef, enabled: bool, *, actor: str) -> bool: ...
+
     async def set_sampling(
         self, ref: ChannelRef, key: str, value: Any, *, actor: str
     ) -> tuple[Any, Any]:
@@ -79,6 +81,12 @@ class ModelRegistry(Protocol):
     async def active(self, ref: ChannelRef) -> ModelVersionInfo | None: ...
 
     async def versions(self, ref: ChannelRef) -> list[ModelVersionInfo]: ...
+
+    async def activate(
+        self, ref: ChannelRef, version: int, *, actor: str, note: str | None = None
+    ) -> ModelVersionInfo | None: ...
+
+    async def previous_active(self, ref: ChannelRef) -> ModelVersionInfo | None: ...
 
 
 class TextGenerator(Protocol):

@@ -126,6 +126,8 @@ class ModelVersion(Base):
     # Why a version was not promoted, or anything else worth showing next to it.
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When it last became active: rollback returns to the previously active version.
+    activated_at: Mapped[datetime | None]
 
 
 class Job(Base):

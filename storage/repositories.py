@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Select, delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -138,6 +138,35 @@ class SqlChannelStore:
             )
             return old, value
 
+    async def set_training(self, ref: ChannelRef, enabled: bool, *, actor: str) -> bool:
+        """Turns training consent on or off (audited); returns the previous value."""
+        async with self.db.write() as session:
+            channel = await _ensure_channel(session, ref, "")
+            old = channel.training_enabled
+            channel.training_enabled = enabled
+            channel.updated_at = datetime.now(UTC)
+            session.add(
+                AuditEntry(
+                    actor=actor,
+                    channel_id=channel.id,
+                    action="training.on" if enabled else "training.off",
+                    old_value=json.dumps(old),
+                    new_value=json.dumps(enabled),
+                    at=datetime.now(UTC),
+                )
+            )
+            return old
+
+    async def training_enabled(self) -> list[ChannelRef]:
+        async with self.db.read() as session:
+            rows = await session.execute(
+                select(Workspace.platform, Workspace.external_id, Channel.external_id)
+                .join(Workspace, Channel.workspace_id == Workspace.id)
+                .where(Channel.training_enabled.is_(True))
+                .order_by(Channel.id)
+            )
+            return [ChannelRef(p, w, c) for p, w, c in rows]  # type: ignore[arg-type]
+
     async def audit(self, ref: ChannelRef) -> list[AuditEntry]:
         async with self.db.read() as session:
             rows = await session.scalars(
@@ -146,6 +175,44 @@ class SqlChannelStore:
                 .order_by(AuditEntry.id)
             )
             return list(rows)
+
+
+class SqlUserStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def set_opted_out(
+        self, platform: str, workspace: str, user_id: str, opted_out: bool, *, actor: str
+    ) -> None:
+        """A user's own choice: opted-out users' messages never reach a dataset."""
+        async with self.db.write() as session:
+            ws_id = await _ensure_workspace(session, platform, workspace)
+            await session.execute(
+                _insert(session, User)
+                .values(
+                    workspace_id=ws_id,
+                    external_id=user_id,
+                    display_name="",
+                    is_bot=False,
+                    opted_out=opted_out,
+                    created_at=datetime.now(UTC),
+                )
+                .on_conflict_do_nothing()
+            )
+            await session.execute(
+                update(User)
+                .where(User.workspace_id == ws_id, User.external_id == user_id)
+                .values(opted_out=opted_out)
+            )
+            session.add(
+                AuditEntry(
+                    actor=actor,
+                    action="user.optout" if opted_out else "user.optin",
+                    key=f"{platform}:{workspace}/{user_id}",
+                    new_value=json.dumps(opted_out),
+                    at=datetime.now(UTC),
+                )
+            )
 
 
 class SqlMessageStore:
@@ -300,6 +367,56 @@ class SqlMessageStore:
             )
             return int(n or 0)
 
+    @staticmethod
+    def _trainable(ref: ChannelRef, max_id: int | None = None) -> list[Any]:
+        """Messages a model may learn from: people's (not bots'), and never those of
+        users who opted out."""
+        conditions = [
+            Message.channel_id == _channel_id_query(ref),
+            Message.is_bot.is_(False),
+            or_(User.id.is_(None), User.opted_out.is_(False)),
+        ]
+        if max_id is not None:
+            conditions.append(Message.id <= max_id)
+        return conditions
+
+    async def training_snapshot(self, ref: ChannelRef) -> tuple[int, int]:
+        """(how many trainable messages, the newest message id): a run reads exactly
+        these, however many messages arrive while it prepares its data."""
+        async with self.db.read() as session:
+            row = (
+                await session.execute(
+                    select(func.count(), func.max(Message.id))
+                    .select_from(Message)
+                    .outerjoin(User, Message.author_id == User.id)
+                    .where(*self._trainable(ref))
+                )
+            ).one()
+            return int(row[0] or 0), int(row[1] or 0)
+
+    async def iter_training_texts(
+        self, ref: ChannelRef, max_id: int, page_size: int = 5000
+    ) -> AsyncIterator[list[tuple[str, str]]]:
+        """Pages of (author name, text), oldest first, up to message `max_id`. Keyset
+        pagination keeps each query cheap and memory flat on channels of millions."""
+        after: tuple[Any, int] | None = None
+        while True:
+            query = (
+                select(Message.created_at, Message.id, User.display_name, Message.text)
+                .outerjoin(User, Message.author_id == User.id)
+                .where(*self._trainable(ref, max_id))
+                .order_by(Message.created_at, Message.id)
+                .limit(page_size)
+            )
+            if after is not None:
+                query = query.where(tuple_(Message.created_at, Message.id) > tuple_(*after))
+            async with self.db.read() as session:
+                rows = (await session.execute(query)).all()
+            if not rows:
+                return
+            yield [(name or "", text) for _, _, name, text in rows]
+            after = (rows[-1][0], rows[-1][1])
+
 
 class SqlModelRegistry:
     def __init__(self, db: Database) -> None:
@@ -325,6 +442,107 @@ class SqlModelRegistry:
                 )
             ).first()
             return None if row is None else _version_info(ref, row)
+
+    async def next_version(self, ref: ChannelRef) -> int:
+        async with self.db.read() as session:
+            n = await session.scalar(
+                select(func.max(ModelVersion.version)).where(
+                    ModelVersion.channel_id == _channel_id_query(ref)
+                )
+            )
+            return int(n or 0) + 1
+
+    async def add(self, info: ModelVersionInfo) -> None:
+        """Records a finished version as a candidate (its files are already complete)."""
+        async with self.db.write() as session:
+            channel = await _ensure_channel(session, info.channel, "")
+            session.add(
+                ModelVersion(
+                    channel_id=channel.id,
+                    version=info.version,
+                    base_model=info.base_model,
+                    method=info.method,
+                    path=info.path,
+                    train_loss=info.train_loss,
+                    eval_loss=info.eval_loss,
+                    eval_perplexity=info.eval_perplexity,
+                    tokens_seen=info.tokens_seen,
+                    status="candidate",
+                    note=info.note,
+                    created_at=as_utc(info.created_at),
+                )
+            )
+
+    async def activate(
+        self, ref: ChannelRef, version: int, *, actor: str, note: str | None = None
+    ) -> ModelVersionInfo | None:
+        """Makes `version` the one that answers, in one transaction with retiring the
+        previous one; None if the channel has no such version."""
+        async with self.db.write() as session:
+            rows = list(
+                await session.scalars(
+                    select(ModelVersion).where(ModelVersion.channel_id == _channel_id_query(ref))
+                )
+            )
+            target = next((r for r in rows if r.version == version), None)
+            if target is None:
+                return None
+            previous = next((r for r in rows if r.status == "active"), None)
+            for row in rows:
+                if row.status == "active" and row is not target:
+                    row.status = "retired"
+            target.status = "active"
+            target.activated_at = datetime.now(UTC)
+            if note is not None:
+                target.note = note
+            session.add(
+                AuditEntry(
+                    actor=actor,
+                    channel_id=target.channel_id,
+                    action="model.activate",
+                    old_value=json.dumps(previous.version if previous else None),
+                    new_value=json.dumps(version),
+                    at=datetime.now(UTC),
+                )
+            )
+            return _version_info(ref, target)
+
+    async def previous_active(self, ref: ChannelRef) -> ModelVersionInfo | None:
+        """The version that was active before the current one (for rollback)."""
+        async with self.db.read() as session:
+            row = (
+                await session.scalars(
+                    select(ModelVersion)
+                    .where(
+                        ModelVersion.channel_id == _channel_id_query(ref),
+                        ModelVersion.status != "active",
+                        ModelVersion.activated_at.is_not(None),
+                    )
+                    .order_by(ModelVersion.activated_at.desc())
+                )
+            ).first()
+            return None if row is None else _version_info(ref, row)
+
+    async def set_note(self, ref: ChannelRef, version: int, note: str) -> None:
+        async with self.db.write() as session:
+            await session.execute(
+                update(ModelVersion)
+                .where(
+                    ModelVersion.channel_id == _channel_id_query(ref),
+                    ModelVersion.version == version,
+                )
+                .values(note=note)
+            )
+
+    async def remove(self, ref: ChannelRef, version: int) -> None:
+        async with self.db.write() as session:
+            await session.execute(
+                delete(ModelVersion).where(
+                    ModelVersion.channel_id == _channel_id_query(ref),
+                    ModelVersion.version == version,
+                    ModelVersion.status != "active",
+                )
+            )
 
 
 def _version_info(ref: ChannelRef, row: ModelVersion) -> ModelVersionInfo:

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "spiece.model", "vocab.json")
+# A LoRA version holds only its adapter; the base it was trained on is named inside.
+ADAPTER_CONFIG = "adapter_config.json"
 HUB_PROBE_TIMEOUT_S = 3.0
 
 
@@ -51,11 +53,40 @@ def pick_device() -> str:
 
 def load_directory(path: Path, name: str) -> LoadedModel:
     """A model saved with save_pretrained (model + tokenizer in one directory)."""
-    if not (path / "config.json").is_file() or not any(
-        (path / f).is_file() for f in TOKENIZER_FILES
-    ):
-        raise UserError(M.t("model_dir_incomplete", path=path))
+    _check_directory(path)
     return _load(str(path), name, local_files_only=True)
+
+
+def _check_directory(path: Path) -> None:
+    has_weights = (path / "config.json").is_file() or (path / ADAPTER_CONFIG).is_file()
+    if not has_weights or not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise UserError(M.t("model_dir_incomplete", path=path))
+
+
+def load_trainable(source: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A model to train further (a directory or a hub id): a full model, or a base with
+    its LoRA adapter left trainable (not merged)."""
+    from transformers import AutoTokenizer
+
+    local = _local_or_cached(source)
+    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local)
+    model = _model_from(source, local_files_only=local, merge=False)
+    return model.to(pick_device()), tokenizer
+
+
+def _local_or_cached(source: str) -> bool:
+    """True when `source` can load without network; raises the helpful error when it
+    would need the hub and the hub is out of reach."""
+    if Path(source).is_dir():
+        _check_directory(Path(source))
+        return True
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(source, "config.json"), str):
+        return True
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"} or not _hub_reachable():
+        raise UserError(M.t("model_hub_unreachable", spec=source))
+    return False
 
 
 def load_hub(hub_id: str) -> LoadedModel:
@@ -83,8 +114,7 @@ def _hub_reachable() -> bool:
 
 
 def _load(source: str, name: str, *, local_files_only: bool) -> LoadedModel:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
@@ -93,9 +123,7 @@ def _load(source: str, name: str, *, local_files_only: bool) -> LoadedModel:
     if tokenizer is None or isinstance(tokenizer, bool):
         raise UserError(M.t("tokenizer_missing", spec=name))
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            source, local_files_only=local_files_only, dtype=torch.float32
-        )
+        model = _model_from(source, local_files_only=local_files_only, merge=True)
     except (OSError, ValueError) as e:
         raise UserError(M.t("model_load_failed", spec=name, reason=_first_line(e))) from e
     model.to(pick_device()).eval()
@@ -106,6 +134,27 @@ def _load(source: str, name: str, *, local_files_only: bool) -> LoadedModel:
         context_length=context_length(model, tokenizer),
         eos_id=tokenizer.eos_token_id,
     )
+
+
+def _model_from(source: str, *, local_files_only: bool, merge: bool) -> PreTrainedModel:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if not (Path(source) / ADAPTER_CONFIG).is_file():
+        return AutoModelForCausalLM.from_pretrained(
+            source, local_files_only=local_files_only, dtype=torch.float32
+        )
+    from peft import PeftConfig, PeftModel
+
+    base_id = PeftConfig.from_pretrained(source).base_model_name_or_path
+    base = AutoModelForCausalLM.from_pretrained(
+        base_id, local_files_only=local_files_only, dtype=torch.float32
+    )
+    if merge:
+        # Serving: fold the adapter into the weights, so generation costs what the
+        # base costs. (Mixed-adapter batches will keep them apart.)
+        return PeftModel.from_pretrained(base, source).merge_and_unload()
+    return PeftModel.from_pretrained(base, source, is_trainable=True)
 
 
 def context_length(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:

@@ -13,6 +13,7 @@ from bot.engine.worker import DeviceWorker
 from bot.generation.scratch import create_scratch
 from bot.generation.spec import ModelSpec
 from bot.ports import MessageStore, ModelRegistry
+from bot.training.dataset import clean_message
 
 # How much history a scratch tokenizer is fitted to when a channel first needs one.
 SCRATCH_TOKENIZER_MESSAGES = 50_000
@@ -50,17 +51,18 @@ class ModelResolver:
             return ModelSource(str(self.base), "hub", self.base.value)
         if self.base.kind == "local":
             return ModelSource(str(self.base), "directory", self.base.value)
-        return ModelSource(str(self.base), "directory", str(await self._scratch_dir(ref)))
+        return ModelSource(str(self.base), "directory", str(await self.scratch_base(ref)))
 
-    def scratch_dir(self, ref: ChannelRef) -> Path:
-        return self.models_dir / ref.slug / f"scratch-{self.base.value}"
-
-    async def _scratch_dir(self, ref: ChannelRef) -> Path:
-        directory = self.scratch_dir(ref)
+    async def scratch_base(self, ref: ChannelRef, spec: ModelSpec | None = None) -> Path:
+        """The channel's scratch model of `spec`'s size (default: the configured base),
+        built on first use with a tokenizer fitted to the channel's history. Built
+        once: every later version of the channel shares this tokenizer."""
+        spec = spec or self.base
+        directory = self.models_dir / ref.slug / f"scratch-{spec.value}"
         lock = self._creating.setdefault(directory, asyncio.Lock())
         async with lock:
             if not directory.is_dir():
                 history = await self.messages.recent(ref, SCRATCH_TOKENIZER_MESSAGES)
-                texts = [m.text for m in history]
-                await self.worker.run(create_scratch, directory, self.base.scratch_size, texts)
+                texts = [clean_message(m.text) for m in history]
+                await self.worker.run(create_scratch, directory, spec.scratch_size, texts)
         return directory

@@ -1,0 +1,266 @@
+"""Fine-tuning one channel's model: LoRA over a pretrained base, or a full fine-tune of
+a scratch model, one optimizer step at a time.
+
+`FineTune.step()` does one step and returns; the caller (the device worker) decides
+what runs between steps, so generation never waits for a whole training run. The run
+checkpoints every few steps, and a new FineTune on the same run directory continues
+from the last checkpoint instead of starting over.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from bot.training.dataset import load_tokens
+from bot.training.evaluation import EvalResult, evaluate_texts
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+Method = Literal["lora", "full"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    method: Method  # lora: small adapters over a frozen base; full: every weight
+    max_steps: int = 200  # optimizer steps
+    max_minutes: float | None = None  # stop early once this much wall time is spent
+    learning_rate: float | None = None  # peak; None picks the method's default
+    warmup_steps: int = 10  # linear warm-up from 0 to the peak
+    min_lr_ratio: float = 0.1  # cosine decay ends at peak * this
+    batch_size: int = 8  # blocks per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    block_size: int = 128  # tokens per block (capped by the model's context)
+    weight_decay: float = 0.01
+    seed: int = 0  # picks the blocks each step sees; same seed, same run
+    bf16: bool = False  # autocast to bfloat16 (only where the hardware supports it)
+    lora_r: int = 8  # adapter rank
+    lora_alpha: int = 16  # adapter scale (alpha / r)
+    lora_dropout: float = 0.05
+    checkpoint_every: int = 25  # steps between checkpoints
+
+    @property
+    def peak_lr(self) -> float:
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return 1e-3 if self.method == "lora" else 6e-4
+
+    def lr_at(self, step: int) -> float:
+        """Warm-up, then cosine decay to min_lr_ratio of the peak."""
+        if step < self.warmup_steps:
+            return self.peak_lr * (step + 1) / self.warmup_steps
+        span = max(1, self.max_steps - self.warmup_steps)
+        progress = min(1.0, (step - self.warmup_steps) / span)
+        ratio = self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (
+            1 + math.cos(math.pi * progress)
+        )
+        return self.peak_lr * ratio
+
+
+@dataclass
+class StepResult:
+    step: int  # steps done so far
+    loss: float
+    tokens: int  # tokens this step trained on
+    seconds: float
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    tokens_seen: int = 0
+    seconds: float = 0.0  # training time spent, across resumes
+    losses: list[float] = field(default_factory=list)
+
+
+def bf16_supported() -> bool:
+    import torch
+
+    if torch.cuda.is_available():
+        return bool(torch.cuda.is_bf16_supported())
+    # On CPUs without native bf16 instructions autocast is emulated and slower.
+    return "AVX512_BF16" in str(getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")())
+
+
+class FineTune:
+    CHECKPOINT = "checkpoint.pt"
+
+    def __init__(self, start: str, run_dir: Path, config: TrainConfig) -> None:
+        self.start = start  # the model training starts from: a directory or hub id
+        self.run_dir = run_dir  # dataset, checkpoint and logs of this run
+        self.config = config
+        self.state = TrainState()
+        self.model: PreTrainedModel
+        self.tokenizer: PreTrainedTokenizerBase
+        self._optimizer: Any = None
+        self._tokens: np.ndarray = np.zeros(0, dtype=np.uint32)
+        self.block_size = 0
+
+    # --- set-up ----------------------------------------------------------------------
+
+    def setup(self) -> bool:
+        """Loads the model and data; returns True when it resumed from a checkpoint."""
+        import torch
+
+        from bot.generation.loading import context_length, load_trainable
+
+        torch.manual_seed(self.config.seed)
+        model, self.tokenizer = load_trainable(self.start)
+        if self.config.method == "lora" and not _is_peft(model):
+            model = _with_lora(model, self.config)
+        self.model = model
+        self.model.train()
+        self._tokens = load_tokens(self.run_dir / "train.bin")
+        if len(self._tokens) < 2:
+            raise ValueError("not enough history to train on")
+        limit = min(self.config.block_size, context_length(model, self.tokenizer))
+        self.block_size = min(limit, len(self._tokens) - 1)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self._optimizer = torch.optim.AdamW(
+            params,
+            lr=self.config.peak_lr,
+            weight_decay=self.config.weight_decay,
+            betas=(0.9, 0.95),
+        )
+        return self._load_checkpoint()
+
+    @property
+    def done(self) -> bool:
+        if self.state.step >= self.config.max_steps:
+            return True
+        budget = self.config.max_minutes
+        return budget is not None and self.state.seconds >= budget * 60
+
+    # --- one step --------------------------------------------------------------------
+
+    def step(self) -> StepResult:
+        import torch
+
+        started = time.perf_counter()
+        cfg = self.config
+        lr = cfg.lr_at(self.state.step)
+        for group in self._optimizer.param_groups:
+            group["lr"] = lr
+        # 1. Blocks for this step, chosen by (seed, step): a resumed run sees the same
+        #    data it would have seen without the interruption.
+        rng = np.random.default_rng([cfg.seed, self.state.step])
+        device = self.model.device
+        total = 0.0
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+        for _ in range(cfg.grad_accum):
+            batch = self._batch(rng)
+            x = torch.from_numpy(batch[:, :-1].astype(np.int64)).to(device)
+            y = torch.from_numpy(batch[:, 1:].astype(np.int64)).to(device)
+            # 2. Forward and backward; the loss is scaled so accumulated micro-batches
+            #    add up to the mean.
+            with autocast:
+                logits = self.model(input_ids=x).logits
+            loss = torch.nn.functional.cross_entropy(
+                logits.float().reshape(-1, logits.size(-1)), y.reshape(-1)
+            )
+            (loss / cfg.grad_accum).backward()
+            total += float(loss.detach()) / cfg.grad_accum
+        # 3. Clip and update.
+        torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], 1.0)
+        self._optimizer.step()
+        self._optimizer.zero_grad(set_to_none=True)
+        tokens = cfg.grad_accum * cfg.batch_size * self.block_size
+        seconds = time.perf_counter() - started
+        self.state.step += 1
+        self.state.tokens_seen += tokens
+        self.state.seconds += seconds
+        self.state.losses.append(total)
+        if self.state.step % cfg.checkpoint_every == 0 and not self.done:
+            self.save_checkpoint()
+        return StepResult(self.state.step, total, tokens, seconds)
+
+    def _batch(self, rng: np.random.Generator) -> np.ndarray:
+        span = self.block_size + 1
+        starts = rng.integers(0, len(self._tokens) - span + 1, size=self.config.batch_size)
+        return np.stack([np.asarray(self._tokens[s : s + span]) for s in starts])
+
+    # --- evaluation and output ------------------------------------------------------
+
+    def evaluate(self, texts: list[str]) -> EvalResult:
+        return evaluate_texts(self.model, self.tokenizer, texts, self.block_size)
+
+    def save_version(self, directory: Path) -> None:
+        """Weights (or the adapter), tokenizer and config; safetensors only."""
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(directory, safe_serialization=True)
+        self.tokenizer.save_pretrained(directory)
+
+    # --- checkpoints -----------------------------------------------------------------
+
+    def save_checkpoint(self) -> None:
+        import torch
+
+        trainable = {
+            n: p.detach().cpu() for n, p in self.model.named_parameters() if p.requires_grad
+        }
+        payload = {
+            "state": asdict(self.state),
+            "config": asdict(self.config),
+            "trainable": trainable,
+            "optimizer": self._optimizer.state_dict(),
+        }
+        path = self.run_dir / self.CHECKPOINT
+        tmp = path.with_suffix(".tmp")
+        torch.save(payload, tmp)
+        # A kill during the save leaves the previous checkpoint intact.
+        os.replace(tmp, path)
+
+    def _load_checkpoint(self) -> bool:
+        import torch
+
+        path = self.run_dir / self.CHECKPOINT
+        if not path.is_file():
+            return False
+        payload = torch.load(path, map_location=self.model.device, weights_only=False)
+        if payload["config"] != asdict(self.config):
+            return False  # a different run; start this one afresh
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, value in payload["trainable"].items():
+                params[name].copy_(value)
+        self._optimizer.load_state_dict(payload["optimizer"])
+        self.state = TrainState(**payload["state"])
+        return True
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "method": self.config.method,
+            "steps": self.state.step,
+            "tokens_seen": self.state.tokens_seen,
+            "train_seconds": round(self.state.seconds, 2),
+            "config": asdict(self.config),
+        }
+
+
+def _is_peft(model: Any) -> bool:
+    return hasattr(model, "peft_config")
+
+
+def _with_lora(model: PreTrainedModel, config: TrainConfig) -> PreTrainedModel:
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        task_type="CAUSAL_LM",
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        # peft knows the attention projections of GPT-2 and most causal LMs.
+    )
+    return get_peft_model(model, lora)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")

@@ -1,0 +1,37 @@
+"""The loss curve of a run, saved as a PNG next to the version it produced."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def save_loss_curve(
+    losses: list[float], path: Path, *, eval_loss: float | None, start_eval_loss: float | None
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: render straight to a file
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    steps = range(1, len(losses) + 1)
+    ax.plot(steps, losses, linewidth=1, alpha=0.5, label="train loss (per step)")
+    if len(losses) >= 10:
+        window = max(5, len(losses) // 20)
+        smooth = [
+            sum(losses[max(0, i - window + 1) : i + 1])
+            / len(losses[max(0, i - window + 1) : i + 1])
+            for i in range(len(losses))
+        ]
+        ax.plot(steps, smooth, linewidth=2, label=f"train loss ({window}-step mean)")
+    if start_eval_loss is not None:
+        ax.axhline(start_eval_loss, color="grey", linestyle=":", label="eval loss before")
+    if eval_loss is not None:
+        ax.axhline(eval_loss, color="red", linestyle="--", label="eval loss after")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,321 @@
+"""One training run for a channel, end to end: consent, dataset, fine-tune step by step
+on the device worker, evaluation, a new version on disk, promotion, clean-up.
+
+Nothing becomes active half-way: the version directory appears (by rename) only when
+complete, it is registered as a candidate, and only then, if its held-out loss is no
+worse than the active version's, is it promoted in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bot import messages as M
+from bot.config import Settings
+from bot.domain import ChannelRef, ModelVersionInfo
+from bot.engine.worker import DeviceWorker
+from bot.errors import UserError
+from bot.generation.loading import load_directory
+from bot.generation.resolver import ModelResolver
+from bot.generation.spec import ModelSpec
+from bot.training.dataset import DatasetInfo, DatasetOptions, build_dataset, read_eval_texts
+from bot.training.evaluation import EvalResult, evaluate_texts
+from bot.training.finetune import FineTune, Method, StepResult, TrainConfig, bf16_supported
+from bot.training.plot import save_loss_curve
+from storage.repositories import SqlChannelStore, SqlMessageStore, SqlModelRegistry
+
+log = logging.getLogger(__name__)
+
+MIN_MESSAGES = 2  # one to train on, one to evaluate with
+RUN_DIR = "run"  # the interrupted-or-running run of a channel, resumed on restart
+
+ProgressFn = Callable[[StepResult, int], None]
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    base: str | None = None  # base model spec; None: TSUZUKI_BASE_MODEL
+    method: Method | None = None  # None: lora for pretrained bases, full for scratch
+    max_steps: int = 200
+    max_minutes: float | None = None
+    learning_rate: float | None = None
+    batch_size: int = 8
+    grad_accum: int = 1
+    block_size: int = 128
+    seed: int = 0
+    bf16: bool | None = None  # None: when the hardware supports it
+    checkpoint_every: int = 25  # steps between checkpoints
+    resume: bool = True  # continue an interrupted run of the same settings
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    version: ModelVersionInfo
+    promoted: bool
+    reason: str
+    eval: EvalResult  # the new version on the held-out messages
+    start_eval: EvalResult  # the model training started from, on the same messages
+    dataset: DatasetInfo
+    resumed_at_step: int  # 0 for a fresh run
+    tokens_per_second: float
+
+
+class TrainingService:
+    def __init__(
+        self,
+        settings: Settings,
+        channels: SqlChannelStore,
+        messages: SqlMessageStore,
+        registry: SqlModelRegistry,
+        resolver: ModelResolver,
+        worker: DeviceWorker,
+    ) -> None:
+        self.settings = settings
+        self.channels = channels
+        self.messages = messages
+        self.registry = registry
+        self.resolver = resolver
+        self.worker = worker
+        self._running: set[ChannelRef] = set()
+
+    async def train(
+        self,
+        ref: ChannelRef,
+        options: TrainOptions = TrainOptions(),
+        progress: ProgressFn | None = None,
+    ) -> TrainOutcome:
+        channel = await self.channels.get(ref)
+        if channel is None or not channel.training_enabled:
+            raise UserError(M.t("training_disabled", channel=ref))
+        if ref in self._running:
+            raise UserError(M.t("training_busy", channel=ref))
+        self._running.add(ref)
+        try:
+            return await self._train(ref, options, progress)
+        finally:
+            self._running.discard(ref)
+
+    async def _train(
+        self, ref: ChannelRef, options: TrainOptions, progress: ProgressFn | None
+    ) -> TrainOutcome:
+        base = ModelSpec.parse(options.base or self.settings.base_model)
+        method: Method = options.method or ("full" if base.kind == "scratch" else "lora")
+        config = TrainConfig(
+            method=method,
+            max_steps=options.max_steps,
+            max_minutes=options.max_minutes,
+            learning_rate=options.learning_rate,
+            batch_size=options.batch_size,
+            grad_accum=options.grad_accum,
+            block_size=options.block_size,
+            seed=options.seed,
+            checkpoint_every=options.checkpoint_every,
+            bf16=bf16_supported() if options.bf16 is None else options.bf16,
+        )
+        start = await self._start_source(ref, base, method)
+        channel_dir = self.settings.models_dir / ref.slug
+        run_dir = channel_dir / RUN_DIR
+        run_key = {"base": str(base), "start": start, "config": asdict(config)}
+        if not (options.resume and _same_run(run_dir, run_key)):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "run.json").write_text(json.dumps(run_key), encoding="utf-8")
+
+        # 1. The dataset: written once per run, reused when the run resumes.
+        dataset = await self._dataset(ref, start, run_dir)
+        eval_texts = read_eval_texts(run_dir)
+
+        # 2. Where we start: the model before training, on the held-out messages.
+        start_eval = await self.worker.run(_evaluate_dir, start, eval_texts, options.block_size)
+
+        # 3. Fine-tune, one step per device-worker job, so requests queued meanwhile run
+        #    between steps rather than after the whole run.
+        trainer = FineTune(start, run_dir, config)
+        resumed = await self.worker.run(trainer.setup)
+        resumed_at = trainer.state.step if resumed else 0
+        if resumed:
+            log.info("%s: resuming training at step %d", ref, resumed_at)
+        while not trainer.done:
+            result = await self.worker.run(trainer.step)
+            if progress is not None:
+                progress(result, config.max_steps)
+        result_eval = await self.worker.run(trainer.evaluate, eval_texts)
+
+        # 4. The new version: complete on disk before anyone can see it.
+        version = await self.registry.next_version(ref)
+        final_dir = channel_dir / f"v{version}"
+        info = ModelVersionInfo(
+            channel=ref,
+            version=version,
+            base_model=str(base),
+            method=method,
+            path=str(final_dir),
+            status="candidate",
+            created_at=datetime.now(UTC),
+            train_loss=_tail_mean(trainer.state.losses),
+            eval_loss=result_eval.loss,
+            eval_perplexity=result_eval.perplexity,
+            tokens_seen=trainer.state.tokens_seen,
+        )
+        await self._write_version(trainer, final_dir, info, dataset, result_eval, start_eval)
+        await self.registry.add(info)
+
+        # 5. Promotion: no worse than the active version on today's held-out messages.
+        promoted, reason = await self._promote(
+            ref, info, result_eval, (start, start_eval), eval_texts, options.block_size
+        )
+        await self._prune(ref)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        seconds = max(trainer.state.seconds, 1e-9)
+        return TrainOutcome(
+            version=replace(
+                info, status="active" if promoted else "candidate", note=reason or None
+            ),
+            promoted=promoted,
+            reason=reason,
+            eval=result_eval,
+            start_eval=start_eval,
+            dataset=dataset,
+            resumed_at_step=resumed_at,
+            tokens_per_second=trainer.state.tokens_seen / seconds,
+        )
+
+    async def _start_source(self, ref: ChannelRef, base: ModelSpec, method: Method) -> str:
+        """The active version when it grew from the same base by the same method (so
+        nightly runs build on last night's), else the base itself."""
+        active = await self.registry.active(ref)
+        if active and active.base_model == str(base) and active.method == method:
+            return active.path
+        if base.kind == "scratch":
+            return str(await self.resolver.scratch_base(ref, base))
+        return base.value
+
+    async def _dataset(self, ref: ChannelRef, start: str, run_dir: Path) -> DatasetInfo:
+        if (run_dir / "dataset.json").is_file():
+            return DatasetInfo.load(run_dir / "dataset.json")
+        total, max_id = await self.messages.training_snapshot(ref)
+        if total < MIN_MESSAGES:
+            raise UserError(
+                M.t("training_not_enough", channel=ref, messages=total, needed=MIN_MESSAGES)
+            )
+        from transformers import AutoTokenizer
+
+        tokenizer = await asyncio.to_thread(
+            AutoTokenizer.from_pretrained, start, local_files_only=Path(start).is_dir()
+        )
+        pages = self.messages.iter_training_texts(ref, max_id)
+        options = DatasetOptions(author_prefix=self.settings.train_author_prefix)
+        info = await build_dataset(pages, total, tokenizer, run_dir, options)
+        if info.train_tokens < 2 or info.eval_messages < 1:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise UserError(
+                M.t("training_not_enough", channel=ref, messages=info.messages, needed=MIN_MESSAGES)
+            )
+        return info
+
+    async def _write_version(
+        self,
+        trainer: FineTune,
+        final_dir: Path,
+        info: ModelVersionInfo,
+        dataset: DatasetInfo,
+        result_eval: EvalResult,
+        start_eval: EvalResult,
+    ) -> None:
+        tmp = final_dir.with_name(final_dir.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        await self.worker.run(trainer.save_version, tmp)
+        metadata: dict[str, Any] = {
+            "channel": str(info.channel),
+            "version": info.version,
+            "base_model": info.base_model,
+            "start": trainer.start,
+            **trainer.metadata(),
+            "train_loss": info.train_loss,
+            "eval_loss": result_eval.loss,
+            "eval_perplexity": result_eval.perplexity,
+            "eval_nats_per_char": result_eval.nats_per_char,
+            "start_eval_loss": start_eval.loss,
+            "messages": dataset.messages,
+            "train_messages": dataset.train_messages,
+            "eval_messages": dataset.eval_messages,
+            "created_at": info.created_at.isoformat(),
+        }
+        (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2), encoding="utf-8")
+        save_loss_curve(
+            trainer.state.losses,
+            tmp / "loss.png",
+            eval_loss=result_eval.loss,
+            start_eval_loss=start_eval.loss,
+        )
+        shutil.rmtree(final_dir, ignore_errors=True)  # a leftover of a crashed registration
+        os.replace(tmp, final_dir)
+
+    async def _promote(
+        self,
+        ref: ChannelRef,
+        info: ModelVersionInfo,
+        result_eval: EvalResult,
+        start: tuple[str, EvalResult],
+        eval_texts: list[str],
+        block_size: int,
+    ) -> tuple[bool, str]:
+        active = await self.registry.active(ref)
+        if active is not None:
+            if active.path == start[0]:
+                active_eval = start[1]  # already measured on these messages
+            else:
+                active_eval = await self.worker.run(
+                    _evaluate_dir, active.path, eval_texts, block_size
+                )
+            # `not <=` rather than `>`, so a diverged (NaN) version is never promoted.
+            if not result_eval.nats_per_char <= active_eval.nats_per_char:
+                reason = M.t(
+                    "not_promoted_reason",
+                    new=result_eval.nats_per_char,
+                    old=active_eval.nats_per_char,
+                    active=active.version,
+                )
+                await self.registry.set_note(ref, info.version, reason)
+                return False, reason
+        await self.registry.activate(ref, info.version, actor="training")
+        return True, ""
+
+    async def _prune(self, ref: ChannelRef) -> None:
+        """Deletes the oldest versions beyond the configured count, never the active
+        one (files first: a row without files would be worse than files without a row)."""
+        versions = await self.registry.versions(ref)
+        keep = self.settings.keep_versions
+        removable = [v for v in versions if v.status != "active"]
+        excess = len(versions) - keep
+        for v in removable[: max(0, excess)]:
+            shutil.rmtree(v.path, ignore_errors=True)
+            await self.registry.remove(ref, v.version)
+
+
+def _same_run(run_dir: Path, key: dict[str, Any]) -> bool:
+    try:
+        return bool(json.loads((run_dir / "run.json").read_text(encoding="utf-8")) == key)
+    except (OSError, ValueError):
+        return False
+
+
+def _evaluate_dir(source: str, texts: list[str], block_size: int) -> EvalResult:
+    from bot.generation.loading import load_hub
+
+    loaded = load_directory(Path(source), source) if Path(source).is_dir() else load_hub(source)
+    return evaluate_texts(loaded.model, loaded.tokenizer, texts, block_size)
+
+
+def _tail_mean(losses: list[float], n: int = 10) -> float | None:
+    tail = losses[-n:]
+    return sum(tail) / len(tail) if tail else None
