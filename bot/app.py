@@ -20,10 +20,16 @@ from bot.generation.generator import LocalGenerator
 from bot.generation.resolver import ModelResolver
 from bot.generation.spec import ModelSpec
 from bot.ingest import Ingest
+from bot.jobs import JobRunner
 from bot.ports import TextGenerator
 from bot.training.service import TrainingService
 from storage.db import Database, open_database
-from storage.repositories import SqlChannelStore, SqlMessageStore, SqlModelRegistry
+from storage.repositories import (
+    SqlChannelStore,
+    SqlJobStore,
+    SqlMessageStore,
+    SqlModelRegistry,
+)
 
 
 @dataclass
@@ -39,6 +45,8 @@ class App:
     commands: Commands
     core: Core
     training: TrainingService
+    jobs: SqlJobStore
+    runner: JobRunner
 
     async def close(self) -> None:
         self.worker.close()
@@ -69,6 +77,8 @@ async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
     )
     core = Core(commands, Ingest(messages, commands), messages)
     training = TrainingService(settings, channels, messages, registry, resolver, worker)
+    jobs = SqlJobStore(db)
+    runner = JobRunner(settings, jobs, training, channels, messages, registry)
     return App(
         settings,
         db,
@@ -81,6 +91,8 @@ async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
         commands,
         core,
         training,
+        jobs,
+        runner,
     )
 
 

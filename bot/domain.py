@@ -274,6 +274,7 @@ class ModelVersionInfo:
     eval_perplexity: float | None = None
     tokens_seen: int | None = None
     note: str | None = None
+    last_message_id: int | None = None  # newest message it was trained on
 
 
 @dataclass(frozen=True)

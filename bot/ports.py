@@ -4,7 +4,7 @@ fakes only where a real part cannot run."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -51,6 +51,8 @@ class ChannelStore(Protocol):
 
     async def set_training(self, ref: ChannelRef, enabled: bool, *, actor: str) -> bool: ...
 
+    async def training_channels(self) -> list[ChannelRef]: ...
+
     async def set_sampling(
         self, ref: ChannelRef, key: str, value: Any, *, actor: str
     ) -> tuple[Any, Any]:
@@ -76,6 +78,18 @@ class MessageStore(Protocol):
 
     async def count(self, ref: ChannelRef) -> int: ...
 
+    async def training_snapshot(self, ref: ChannelRef) -> tuple[int, int]:
+        """(trainable messages, newest message id) at this moment."""
+        ...
+
+    async def count_trainable_after(self, ref: ChannelRef, after_id: int) -> int: ...
+
+    def iter_training_texts(
+        self, ref: ChannelRef, max_id: int, page_size: int = 5000
+    ) -> AsyncIterator[list[tuple[str, str]]]:
+        """Pages of (author, text) a model may learn from, oldest first."""
+        ...
+
 
 class ModelRegistry(Protocol):
     async def active(self, ref: ChannelRef) -> ModelVersionInfo | None: ...
@@ -87,6 +101,57 @@ class ModelRegistry(Protocol):
     ) -> ModelVersionInfo | None: ...
 
     async def previous_active(self, ref: ChannelRef) -> ModelVersionInfo | None: ...
+
+    async def next_version(self, ref: ChannelRef) -> int: ...
+
+    async def add(self, info: ModelVersionInfo) -> None: ...
+
+    async def set_note(self, ref: ChannelRef, version: int, note: str) -> None: ...
+
+    async def remove(self, ref: ChannelRef, version: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    id: int
+    kind: str  # train | backfill | …
+    channel: ChannelRef | None
+    status: str  # queued | running | succeeded | failed | cancelled
+    priority: int
+    attempts: int
+    progress: float  # 0..1
+    payload: dict[str, Any]
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobStore(Protocol):
+    async def enqueue(
+        self, kind: str, ref: ChannelRef | None, payload: dict[str, Any], priority: int = 0
+    ) -> JobInfo:
+        """A new queued job, or the one already queued or running for the same kind and
+        channel (asking twice does not train twice)."""
+        ...
+
+    async def claim_next(self) -> JobInfo | None:
+        """The most urgent queued job, marked running (attempts + 1)."""
+        ...
+
+    async def claim(self, job_id: int) -> JobInfo | None:
+        """That job, if it is still queued, marked running."""
+        ...
+
+    async def set_progress(self, job_id: int, progress: float) -> None: ...
+
+    async def finish(self, job_id: int, status: str, error: str | None = None) -> None: ...
+
+    async def requeue_interrupted(self) -> int:
+        """Jobs left running by a process that died go back to the queue."""
+        ...
+
+    async def recent(self, limit: int = 50) -> list[JobInfo]: ...
 
 
 class TextGenerator(Protocol):

@@ -128,6 +128,8 @@ class ModelVersion(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # When it last became active: rollback returns to the previously active version.
     activated_at: Mapped[datetime | None]
+    # The newest message the version was trained on: the nightly job counts what is new.
+    last_message_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Job(Base):

@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Select, delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.domain import Author, ChannelRef, ChatMessage, ModelVersionInfo
-from bot.ports import ChannelInfo, ImportBatch, ImportCounts
+from bot.domain import Author, ChannelRef, ChatMessage, ModelVersionInfo, Platform
+from bot.ports import ChannelInfo, ImportBatch, ImportCounts, JobInfo
 from storage.db import Database
-from storage.models import AuditEntry, Channel, Message, ModelVersion, User, Workspace
+from storage.models import AuditEntry, Channel, Job, Message, ModelVersion, User, Workspace
 
 # Rows per INSERT statement in bulk imports: large enough to amortise round trips,
 # small enough to stay under PostgreSQL's 32767 bind parameters (8 columns a row).
@@ -30,6 +30,11 @@ def _insert(session: AsyncSession, table: Any) -> Any:
     """INSERT that supports on_conflict_do_nothing on either backend."""
     dialect = session.get_bind().dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def _ref(platform: str, workspace: str, channel: str) -> ChannelRef:
+    """A ChannelRef from stored columns (the platform was validated on the way in)."""
+    return ChannelRef(cast(Platform, platform), workspace, channel)
 
 
 def _channel_query(ref: ChannelRef) -> Select[Channel]:
@@ -157,7 +162,8 @@ class SqlChannelStore:
             )
             return old
 
-    async def training_enabled(self) -> list[ChannelRef]:
+    async def training_channels(self) -> list[ChannelRef]:
+        """Channels whose admins turned training on."""
         async with self.db.read() as session:
             rows = await session.execute(
                 select(Workspace.platform, Workspace.external_id, Channel.external_id)
@@ -165,7 +171,7 @@ class SqlChannelStore:
                 .where(Channel.training_enabled.is_(True))
                 .order_by(Channel.id)
             )
-            return [ChannelRef(p, w, c) for p, w, c in rows]  # type: ignore[arg-type]
+            return [_ref(*row) for row in rows]
 
     async def audit(self, ref: ChannelRef) -> list[AuditEntry]:
         async with self.db.read() as session:
@@ -394,6 +400,17 @@ class SqlMessageStore:
             ).one()
             return int(row[0] or 0), int(row[1] or 0)
 
+    async def count_trainable_after(self, ref: ChannelRef, after_id: int) -> int:
+        """Trainable messages stored after message `after_id` (0: all of them)."""
+        async with self.db.read() as session:
+            n = await session.scalar(
+                select(func.count())
+                .select_from(Message)
+                .outerjoin(User, Message.author_id == User.id)
+                .where(*self._trainable(ref), Message.id > after_id)
+            )
+            return int(n or 0)
+
     async def iter_training_texts(
         self, ref: ChannelRef, max_id: int, page_size: int = 5000
     ) -> AsyncIterator[list[tuple[str, str]]]:
@@ -469,6 +486,7 @@ class SqlModelRegistry:
                     tokens_seen=info.tokens_seen,
                     status="candidate",
                     note=info.note,
+                    last_message_id=info.last_message_id,
                     created_at=as_utc(info.created_at),
                 )
             )
@@ -559,4 +577,135 @@ def _version_info(ref: ChannelRef, row: ModelVersion) -> ModelVersionInfo:
         eval_perplexity=row.eval_perplexity,
         tokens_seen=row.tokens_seen,
         note=row.note,
+        last_message_id=row.last_message_id,
     )
+
+
+ACTIVE_JOB_STATES = ("queued", "running")
+
+
+class SqlJobStore:
+    """Durable jobs: a row per job, so work survives restarts and `tsuzuki jobs` can
+    show it from any process."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def enqueue(
+        self, kind: str, ref: ChannelRef | None, payload: dict[str, Any], priority: int = 0
+    ) -> JobInfo:
+        async with self.db.write() as session:
+            channel_id = (await _ensure_channel(session, ref, "")).id if ref else None
+            existing = (
+                await session.scalars(
+                    select(Job).where(
+                        Job.kind == kind,
+                        Job.channel_id == channel_id,
+                        Job.status.in_(ACTIVE_JOB_STATES),
+                    )
+                )
+            ).first()
+            if existing is not None:
+                return await self._info(session, existing)
+            now = datetime.now(UTC)
+            job = Job(
+                kind=kind,
+                channel_id=channel_id,
+                status="queued",
+                priority=priority,
+                attempts=0,
+                progress=0.0,
+                payload=payload,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(job)
+            await session.flush()
+            return await self._info(session, job)
+
+    async def claim_next(self) -> JobInfo | None:
+        return await self._claim(None)
+
+    async def claim(self, job_id: int) -> JobInfo | None:
+        return await self._claim(job_id)
+
+    async def _claim(self, job_id: int | None) -> JobInfo | None:
+        async with self.db.write() as session:
+            query = (
+                select(Job)
+                .where(Job.status == "queued")
+                .order_by(Job.priority.desc(), Job.id)
+                .limit(1)
+            )
+            if job_id is not None:
+                query = query.where(Job.id == job_id)
+            if not self.db.is_sqlite:
+                # Two bot processes on one PostgreSQL never take the same job.
+                query = query.with_for_update(skip_locked=True)
+            job = (await session.scalars(query)).first()
+            if job is None:
+                return None
+            job.status = "running"
+            job.attempts += 1
+            job.started_at = job.updated_at = datetime.now(UTC)
+            job.error = None
+            return await self._info(session, job)
+
+    async def set_progress(self, job_id: int, progress: float) -> None:
+        async with self.db.write() as session:
+            await session.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(progress=progress, updated_at=datetime.now(UTC))
+            )
+
+    async def finish(self, job_id: int, status: str, error: str | None = None) -> None:
+        now = datetime.now(UTC)
+        values: dict[str, Any] = {"status": status, "error": error, "finished_at": now}
+        values["updated_at"] = now
+        if status == "succeeded":
+            values["progress"] = 1.0
+        async with self.db.write() as session:
+            await session.execute(update(Job).where(Job.id == job_id).values(**values))
+
+    async def requeue_interrupted(self) -> int:
+        async with self.db.write() as session:
+            res = await session.execute(
+                update(Job)
+                .where(Job.status == "running")
+                .values(status="queued", updated_at=datetime.now(UTC))
+            )
+            return int(res.rowcount)  # type: ignore[attr-defined]
+
+    async def recent(self, limit: int = 50) -> list[JobInfo]:
+        async with self.db.read() as session:
+            rows = list(await session.scalars(select(Job).order_by(Job.id.desc()).limit(limit)))
+            return [await self._info(session, row) for row in rows]
+
+    @staticmethod
+    async def _info(session: AsyncSession, job: Job) -> JobInfo:
+        ref = None
+        if job.channel_id is not None:
+            row = (
+                await session.execute(
+                    select(Workspace.platform, Workspace.external_id, Channel.external_id)
+                    .join(Workspace, Channel.workspace_id == Workspace.id)
+                    .where(Channel.id == job.channel_id)
+                )
+            ).one_or_none()
+            if row is not None:
+                ref = _ref(*row)
+        return JobInfo(
+            id=job.id,
+            kind=job.kind,
+            channel=ref,
+            status=job.status,
+            priority=job.priority,
+            attempts=job.attempts,
+            progress=job.progress,
+            payload=dict(job.payload or {}),
+            error=job.error,
+            created_at=as_utc(job.created_at),
+            started_at=as_utc(job.started_at) if job.started_at else None,
+            finished_at=as_utc(job.finished_at) if job.finished_at else None,
+        )

@@ -59,6 +59,7 @@ class DatasetInfo:
     eval_messages: int
     train_tokens: int
     eval_tokens: int
+    max_message_id: int  # the newest message read: what "new since" counts from
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)), encoding="utf-8")
@@ -109,10 +110,12 @@ async def build_dataset(
     total: int,
     tokenizer: PreTrainedTokenizerBase,
     out_dir: Path,
+    max_message_id: int,
     options: DatasetOptions = DatasetOptions(),
 ) -> DatasetInfo:
     """Writes out_dir/train.bin (token stream) and out_dir/eval.jsonl (held-out texts)
-    from pages of (author, text) oldest first; `total` is how many the pages hold."""
+    from pages of (author, text) oldest first; `total` is how many the pages hold, up
+    to message `max_message_id`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     n_eval = eval_count(total, options.eval_fraction)
     n_train_target = total - n_eval
@@ -145,7 +148,9 @@ async def build_dataset(
                 train_messages += len(train_texts)
                 train_tokens += len(ids)
     eval_tokens = sum(len(ids) for ids in _eval_token_lists(tokenizer, read_eval_texts(out_dir)))
-    info = DatasetInfo(kept, skipped, train_messages, eval_messages, train_tokens, eval_tokens)
+    info = DatasetInfo(
+        kept, skipped, train_messages, eval_messages, train_tokens, eval_tokens, max_message_id
+    )
     info.save(out_dir / "dataset.json")
     return info
 

@@ -257,7 +257,9 @@ def _with_lora(model: PreTrainedModel, config: TrainConfig) -> PreTrainedModel:
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
-        # peft knows the attention projections of GPT-2 and most causal LMs.
+        # GPT-2 stores its projections transposed (Conv1D); peft knows which modules
+        # to adapt in GPT-2 and most causal LMs.
+        fan_in_fan_out=getattr(model.config, "model_type", "") == "gpt2",
     )
     return get_peft_model(model, lora)
 

@@ -27,11 +27,11 @@ from bot.errors import UserError
 from bot.generation.loading import load_directory
 from bot.generation.resolver import ModelResolver
 from bot.generation.spec import ModelSpec
+from bot.ports import ChannelStore, MessageStore, ModelRegistry
 from bot.training.dataset import DatasetInfo, DatasetOptions, build_dataset, read_eval_texts
 from bot.training.evaluation import EvalResult, evaluate_texts
 from bot.training.finetune import FineTune, Method, StepResult, TrainConfig, bf16_supported
 from bot.training.plot import save_loss_curve
-from storage.repositories import SqlChannelStore, SqlMessageStore, SqlModelRegistry
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +73,9 @@ class TrainingService:
     def __init__(
         self,
         settings: Settings,
-        channels: SqlChannelStore,
-        messages: SqlMessageStore,
-        registry: SqlModelRegistry,
+        channels: ChannelStore,
+        messages: MessageStore,
+        registry: ModelRegistry,
         resolver: ModelResolver,
         worker: DeviceWorker,
     ) -> None:
@@ -165,6 +165,7 @@ class TrainingService:
             eval_loss=result_eval.loss,
             eval_perplexity=result_eval.perplexity,
             tokens_seen=trainer.state.tokens_seen,
+            last_message_id=dataset.max_message_id,
         )
         await self._write_version(trainer, final_dir, info, dataset, result_eval, start_eval)
         await self.registry.add(info)
@@ -214,7 +215,7 @@ class TrainingService:
         )
         pages = self.messages.iter_training_texts(ref, max_id)
         options = DatasetOptions(author_prefix=self.settings.train_author_prefix)
-        info = await build_dataset(pages, total, tokenizer, run_dir, options)
+        info = await build_dataset(pages, total, tokenizer, run_dir, max_id, options)
         if info.train_tokens < 2 or info.eval_messages < 1:
             shutil.rmtree(run_dir, ignore_errors=True)
             raise UserError(

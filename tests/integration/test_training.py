@@ -177,3 +177,37 @@ async def test_lora_over_a_pretrained_base(tmp_path: Path, local_settings: Setti
             )
         )
         assert result.model == "v1" and result.texts[0].startswith("豊臣秀吉は")
+
+
+async def test_an_interrupted_job_is_resumed_on_start(
+    local_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await ready_channel(local_app)
+    payload = {**QUICK.__dict__, "checkpoint_every": 10}
+    job = await local_app.jobs.enqueue("train", REF, payload)
+    real_step = FineTune.step
+
+    def dying_step(self: FineTune):  # type: ignore[no-untyped-def]
+        if self.state.step == 23:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(FineTune, "step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        await local_app.runner.run_pending()
+    (row,) = await local_app.jobs.recent()
+    assert (row.id, row.status) == (job.id, "running")  # the process "died" mid-job
+
+    # The next start: interrupted jobs are queued again and resume from the checkpoint.
+    monkeypatch.setattr(FineTune, "step", real_step)
+    steps: list[int] = []
+    assert await local_app.jobs.requeue_interrupted() == 1
+    await local_app.runner.run_pending(progress=lambda job: lambda r, total: steps.append(r.step))
+    assert steps[0] == 21  # continued after the checkpoint at step 20
+    (row,) = await local_app.jobs.recent()
+    assert (row.status, row.attempts, row.progress) == ("succeeded", 2, 1.0)
+    assert (await local_app.registry.active(REF)) is not None
+    # Trained on everything there is: not due again until enough new messages arrive.
+    assert await local_app.runner.due_channels() == []
+    await add_history(local_app, corpus(60, seed=9), start=5000)
+    assert await local_app.runner.due_channels() == [REF]

@@ -1,0 +1,141 @@
+"""Durable background jobs: what the nightly schedule queues and the runner executes.
+
+Jobs are rows (storage `jobs`), so they outlive the process: a job that was running
+when the bot died is queued again on start and, for training, resumes from its last
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any
+
+from bot import messages as M
+from bot.config import Settings
+from bot.domain import ChannelRef
+from bot.errors import UserError
+from bot.ports import ChannelStore, JobInfo, JobStore, MessageStore, ModelRegistry
+from bot.training.finetune import StepResult
+from bot.training.service import ProgressFn, TrainingService, TrainOptions
+
+log = logging.getLogger(__name__)
+
+# How often a running job writes its progress to the database.
+PROGRESS_EVERY_S = 2.0
+IDLE_POLL_S = 30.0
+
+ProgressFactory = Callable[[JobInfo], ProgressFn | None]
+
+
+def options_from_payload(payload: dict[str, Any]) -> TrainOptions:
+    known = {f.name for f in fields(TrainOptions)}
+    return TrainOptions(**{k: v for k, v in payload.items() if k in known})
+
+
+class JobRunner:
+    def __init__(
+        self,
+        settings: Settings,
+        jobs: JobStore,
+        training: TrainingService,
+        channels: ChannelStore,
+        messages: MessageStore,
+        registry: ModelRegistry,
+    ) -> None:
+        self.settings = settings
+        self.jobs = jobs
+        self.training = training
+        self.channels = channels
+        self.messages = messages
+        self.registry = registry
+        self._wake = asyncio.Event()
+
+    async def due_channels(self) -> list[ChannelRef]:
+        """Channels with training on and enough new messages since their last version."""
+        due = []
+        for ref in await self.channels.training_channels():
+            versions = await self.registry.versions(ref)
+            last = max((v.last_message_id or 0 for v in versions), default=0)
+            new = await self.messages.count_trainable_after(ref, last)
+            if new > 0 and new >= self.settings.nightly_min_new_messages:
+                due.append(ref)
+            else:
+                log.info("%s: %d new messages, not due for training", ref, new)
+        return due
+
+    async def queue_due_training(self) -> list[JobInfo]:
+        """What the nightly schedule does: a training job for each due channel."""
+        payload = {"max_minutes": self.settings.nightly_max_minutes}
+        queued = [
+            await self.jobs.enqueue("train", ref, payload) for ref in await self.due_channels()
+        ]
+        self.wake()
+        return queued
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run_pending(self, progress: ProgressFactory | None = None) -> list[JobInfo]:
+        """Runs queued jobs one after another until none is left."""
+        done = []
+        while (job := await self.jobs.claim_next()) is not None:
+            await self.run(job, progress)
+            done.append(job)
+        return done
+
+    async def run(self, job: JobInfo, progress: ProgressFactory | None = None) -> str:
+        """Runs a claimed job to the end; returns its final status."""
+        try:
+            if job.kind != "train" or job.channel is None:
+                raise UserError(f"unknown job kind {job.kind!r}")
+            report = self._progress_writer(job, progress(job) if progress else None)
+            await self.training.train(job.channel, options_from_payload(job.payload), report)
+        except UserError as e:
+            await self.jobs.finish(job.id, "failed", e.reason)
+            return "failed"
+        except asyncio.CancelledError:
+            # Shutting down: the row stays "running", so the next start resumes it.
+            raise
+        except Exception:
+            log.exception("job %d (%s %s) failed", job.id, job.kind, job.channel)
+            await self.jobs.finish(job.id, "failed", M.t("internal_error"))
+            return "failed"
+        await self.jobs.finish(job.id, "succeeded")
+        return "succeeded"
+
+    def _progress_writer(self, job: JobInfo, also: ProgressFn | None) -> ProgressFn:
+        last = 0.0
+        pending: set[asyncio.Task[None]] = set()
+
+        def report(step: StepResult, total: int) -> None:
+            nonlocal last
+            if also is not None:
+                also(step, total)
+            now = time.monotonic()
+            if now - last >= PROGRESS_EVERY_S:
+                last = now
+                task = asyncio.get_running_loop().create_task(
+                    self.jobs.set_progress(job.id, min(1.0, step.step / max(1, total)))
+                )
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+
+        return report
+
+    async def serve(self) -> None:
+        """The runner of `tsuzuki run`: resumes interrupted jobs, then runs jobs as they
+        are queued, until cancelled."""
+        requeued = await self.jobs.requeue_interrupted()
+        if requeued:
+            log.info("requeued %d interrupted job(s)", requeued)
+        while True:
+            self._wake.clear()
+            await self.run_pending()
+            try:
+                await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)
+            except TimeoutError:
+                pass
