@@ -7,6 +7,7 @@ traceback of an unexpected error goes to the log file only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import logging
 from collections.abc import Callable, Coroutine
@@ -98,10 +99,16 @@ def run(
     channel: Annotated[
         str | None, typer.Option(help="Console channel to open (default: TSUZUKI_CONSOLE_CHANNEL).")
     ] = None,
+    demo: Annotated[
+        bool,
+        typer.Option(help="First give the channel a sample history and train its model on it."),
+    ] = False,
 ) -> None:
-    """Start the bot. With no platform token set, opens a channel in the terminal."""
+    """Start the bot: the job runner, the nightly schedule, and (with no platform token
+    set) a channel in the terminal."""
     from adapters.console_adapter import ConsoleAdapter
     from bot.app import running_app
+    from bot.scheduler import build_scheduler, start_scheduler
 
     async def work(settings: Settings) -> None:
         for name, token in (
@@ -116,9 +123,40 @@ def run(
         ref = ChannelRef.parse(channel or settings.console_channel)
         async with running_app(settings) as app:
             await app.channels.ensure(ref, ref.channel)
-            await ConsoleAdapter(app.core, ref, model_name=settings.base_model).run()
+            if demo:
+                await _prepare_demo(app, ref)
+            scheduler = build_scheduler(settings, app.runner)
+            start_scheduler(scheduler, settings)
+            runner = asyncio.create_task(app.runner.serve(), name="job-runner")
+            try:
+                active = await app.registry.active(ref)
+                model = f"v{active.version}" if active else settings.base_model
+                await ConsoleAdapter(app.core, ref, model_name=model).run()
+            finally:
+                runner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runner
+                scheduler.shutdown(wait=False)
 
     _execute(work)
+
+
+async def _prepare_demo(app: Any, ref: ChannelRef) -> None:
+    """Sample history and a short training run, once per channel."""
+    from bot.demo import DEMO_HISTORY, DEMO_TRAINING
+    from bot.importing.service import import_history
+
+    if await app.registry.active(ref) is not None:
+        return
+    report = await import_history(app.messages, DEMO_HISTORY, "jsonl", ref)
+    out.print(f"demo: {report.imported} sample messages in {ref}", markup=False)
+    await app.channels.set_training(ref, True, actor="demo")
+    job = await app.jobs.enqueue("train", ref, DEMO_TRAINING, priority=10)
+    claimed = await app.jobs.claim(job.id)
+    if claimed is not None:
+        result = await _run_job(app, claimed)
+        if result.status != "succeeded":
+            raise UserError(result.error or M.t("internal_error"))
 
 
 @cli.command("import")
@@ -252,15 +290,195 @@ def _quote(words: list[str]) -> str:
 
 
 @cli.command()
-def models(channel: Annotated[str, typer.Argument(help="e.g. console:general")]) -> None:
-    """List a channel's model versions."""
+def models(
+    channel: Annotated[str, typer.Argument(help="e.g. console:general")],
+    action: Annotated[str, typer.Argument(help="list | activate | rollback")] = "list",
+    version: Annotated[str | None, typer.Argument(help="Version, for activate.")] = None,
+) -> None:
+    """List a channel's model versions, activate one, or roll back to the previous."""
     from bot.app import running_app
+
+    words = [w for w in (action, version) if w is not None]
 
     async def work(settings: Settings) -> None:
         ref = ChannelRef.parse(channel)
         async with running_app(settings) as app:
-            reply = await app.core.on_command(_operator(ref), lambda c, ctx: c.models(ctx))
+            reply = await app.core.on_text_command(_operator(ref), "/models " + _quote(words))
         _print_reply(reply)
+
+    _execute(work)
+
+
+@cli.command()
+def channels(
+    channel: Annotated[str, typer.Argument(help="e.g. console:general")],
+    setting: Annotated[str, typer.Argument(help="training")],
+    value: Annotated[str, typer.Argument(help="on | off")],
+) -> None:
+    """Turn training on or off for a channel (consent; audited)."""
+    from bot.app import running_app
+
+    if setting != "training" or value not in ("on", "off"):
+        err.print("error: usage: tsuzuki channels CHANNEL training on|off", markup=False)
+        raise typer.Exit(2)
+
+    async def work(settings: Settings) -> None:
+        ref = ChannelRef.parse(channel)
+        async with running_app(settings) as app:
+            reply = await app.core.on_text_command(_operator(ref), f"/training {value}")
+        _print_reply(reply)
+
+    _execute(work)
+
+
+@cli.command()
+def train(
+    channel: Annotated[
+        str | None, typer.Argument(help="e.g. console:general (or use --all-due)")
+    ] = None,
+    all_due: Annotated[
+        bool, typer.Option("--all-due", help="Train every channel the nightly job would.")
+    ] = False,
+    base: Annotated[
+        str | None, typer.Option(help="Base model (default: TSUZUKI_BASE_MODEL).")
+    ] = None,
+    method: Annotated[
+        str | None,
+        typer.Option(help="lora | full (default: lora for pretrained, full for scratch)."),
+    ] = None,
+    max_steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 200,
+    max_minutes: Annotated[float | None, typer.Option(min=0.01, help="Time budget.")] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option(min=0.0, help="Peak learning rate.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Blocks per step.")] = 8,
+    block_size: Annotated[int, typer.Option(min=8, help="Tokens per block.")] = 128,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    resume: Annotated[
+        bool,
+        typer.Option(help="Continue an interrupted run of the same settings from its checkpoint."),
+    ] = True,
+) -> None:
+    """Fine-tune a channel's model now; prints the new version and whether it is active."""
+    from bot.app import running_app
+
+    if (channel is None) == (not all_due):
+        err.print("error: name a CHANNEL or pass --all-due (not both)", markup=False)
+        raise typer.Exit(2)
+    if method not in (None, "lora", "full"):
+        err.print("error: --method must be lora or full", markup=False)
+        raise typer.Exit(2)
+    payload = {
+        "base": base,
+        "method": method,
+        "max_steps": max_steps,
+        "max_minutes": max_minutes,
+        "learning_rate": learning_rate,
+        "batch_size": batch_size,
+        "block_size": block_size,
+        "seed": seed,
+        "resume": resume,
+    }
+
+    async def work(settings: Settings) -> None:
+        async with running_app(settings) as app:
+            if all_due:
+                queued = await app.runner.queue_due_training()
+                if not queued:
+                    out.print("no channel is due for training", markup=False)
+                results = [await _run_job(app, job) for job in queued]
+            else:
+                ref = ChannelRef.parse(channel or "")
+                job = await app.jobs.enqueue("train", ref, payload, priority=10)
+                claimed = await app.jobs.claim(job.id)
+                if claimed is None:
+                    raise UserError(M.t("training_busy", channel=ref))
+                results = [await _run_job(app, claimed)]
+        failed = [r for r in results if r.status != "succeeded"]
+        if failed:
+            raise UserError("; ".join(f"{r.job.channel}: {r.error}" for r in failed))
+
+    _execute(work)
+
+
+async def _run_job(app: Any, job: Any) -> Any:
+    """Runs one training job with a progress bar and prints what came of it."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f}"),
+        TextColumn("{task.fields[tps]:,.0f} tokens/s"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task(f"training {job.channel}", total=None, loss=float("nan"), tps=0.0)
+
+        def on_step(result: Any, total: int) -> None:
+            bar.update(
+                task,
+                completed=result.step,
+                total=total,
+                loss=result.loss,
+                tps=result.tokens / max(result.seconds, 1e-9),
+            )
+
+        result = await app.runner.run(job, progress=lambda _job: on_step)
+    outcome = result.outcome
+    if outcome is not None:
+        v = outcome.version
+        if outcome.resumed_at_step:
+            out.print(
+                f"resumed from the checkpoint at step {outcome.resumed_at_step}", markup=False
+            )
+        out.print(
+            f"{job.channel}: v{v.version} ({v.method}, base {v.base_model}) — eval loss "
+            f"{outcome.eval.loss:.3f}, perplexity {outcome.eval.perplexity:.1f} "
+            f"(before: {outcome.start_eval.loss:.3f}); {outcome.tokens_per_second:,.0f} tokens/s",
+            markup=False,
+        )
+        if outcome.promoted:
+            out.print(f"promoted: v{v.version} now answers in {job.channel}", markup=False)
+        else:
+            out.print(f"not promoted: {outcome.reason}", markup=False)
+        out.print(f"loss curve: {v.path}/loss.png", markup=False)
+    return result
+
+
+@cli.command()
+def jobs(limit: Annotated[int, typer.Option(min=1, help="How many recent jobs.")] = 20) -> None:
+    """Recent background jobs (training, …) with their progress."""
+    from rich.table import Table
+
+    from bot.app import running_app
+
+    async def work(settings: Settings) -> None:
+        async with running_app(settings) as app:
+            rows = await app.jobs.recent(limit)
+        if not rows:
+            out.print(M.t("jobs_none"), markup=False)
+            return
+        table = Table("id", "kind", "channel", "status", "progress", "attempts", "created", "error")
+        for j in rows:
+            table.add_row(
+                str(j.id),
+                j.kind,
+                str(j.channel or "—"),
+                j.status,
+                f"{j.progress:.0%}",
+                str(j.attempts),
+                j.created_at.strftime("%Y-%m-%d %H:%M"),
+                j.error or "",
+            )
+        out.print(table)
 
     _execute(work)
 

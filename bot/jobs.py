@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from bot import messages as M
@@ -20,7 +20,7 @@ from bot.domain import ChannelRef
 from bot.errors import UserError
 from bot.ports import ChannelStore, JobInfo, JobStore, MessageStore, ModelRegistry
 from bot.training.finetune import StepResult
-from bot.training.service import ProgressFn, TrainingService, TrainOptions
+from bot.training.service import ProgressFn, TrainingService, TrainOptions, TrainOutcome
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,14 @@ PROGRESS_EVERY_S = 2.0
 IDLE_POLL_S = 30.0
 
 ProgressFactory = Callable[[JobInfo], ProgressFn | None]
+
+
+@dataclass(frozen=True)
+class JobResult:
+    job: JobInfo
+    status: str  # succeeded | failed
+    outcome: TrainOutcome | None = None
+    error: str | None = None
 
 
 def options_from_payload(payload: dict[str, Any]) -> TrainOptions:
@@ -79,33 +87,34 @@ class JobRunner:
     def wake(self) -> None:
         self._wake.set()
 
-    async def run_pending(self, progress: ProgressFactory | None = None) -> list[JobInfo]:
+    async def run_pending(self, progress: ProgressFactory | None = None) -> list[JobResult]:
         """Runs queued jobs one after another until none is left."""
         done = []
         while (job := await self.jobs.claim_next()) is not None:
-            await self.run(job, progress)
-            done.append(job)
+            done.append(await self.run(job, progress))
         return done
 
-    async def run(self, job: JobInfo, progress: ProgressFactory | None = None) -> str:
-        """Runs a claimed job to the end; returns its final status."""
+    async def run(self, job: JobInfo, progress: ProgressFactory | None = None) -> JobResult:
+        """Runs a claimed job to the end and records how it ended."""
         try:
             if job.kind != "train" or job.channel is None:
                 raise UserError(f"unknown job kind {job.kind!r}")
             report = self._progress_writer(job, progress(job) if progress else None)
-            await self.training.train(job.channel, options_from_payload(job.payload), report)
+            outcome = await self.training.train(
+                job.channel, options_from_payload(job.payload), report
+            )
         except UserError as e:
             await self.jobs.finish(job.id, "failed", e.reason)
-            return "failed"
+            return JobResult(job, "failed", error=e.reason)
         except asyncio.CancelledError:
             # Shutting down: the row stays "running", so the next start resumes it.
             raise
         except Exception:
             log.exception("job %d (%s %s) failed", job.id, job.kind, job.channel)
             await self.jobs.finish(job.id, "failed", M.t("internal_error"))
-            return "failed"
+            return JobResult(job, "failed", error=M.t("internal_error"))
         await self.jobs.finish(job.id, "succeeded")
-        return "succeeded"
+        return JobResult(job, "succeeded", outcome=outcome)
 
     def _progress_writer(self, job: JobInfo, also: ProgressFn | None) -> ProgressFn:
         last = 0.0

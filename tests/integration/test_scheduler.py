@@ -16,8 +16,8 @@ from bot.scheduler import NIGHTLY_JOB_ID, build_scheduler, start_scheduler, sync
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-async def until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
+async def until(condition, within: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + within
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "condition never became true"
         await asyncio.sleep(0.05)
