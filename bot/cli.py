@@ -466,9 +466,9 @@ def jobs(limit: Annotated[int, typer.Option(min=1, help="How many recent jobs.")
         if not rows:
             out.print(M.t("jobs_none"), markup=False)
             return
-        table = Table("id", "kind", "channel", "status", "progress", "attempts", "created", "error")
-        for j in rows:
-            table.add_row(
+        header = ("id", "kind", "channel", "status", "progress", "attempts", "created", "error")
+        lines = [
+            (
                 str(j.id),
                 j.kind,
                 str(j.channel or "—"),
@@ -478,6 +478,16 @@ def jobs(limit: Annotated[int, typer.Option(min=1, help="How many recent jobs.")
                 j.created_at.strftime("%Y-%m-%d %H:%M"),
                 j.error or "",
             )
+            for j in rows
+        ]
+        if not out.is_terminal:
+            # Piped: one tab-separated line per job, for scripts.
+            for line in (header, *lines):
+                out.print("\t".join(line), markup=False)
+            return
+        table = Table(*header)
+        for line in lines:
+            table.add_row(*line)
         out.print(table)
 
     _execute(work)

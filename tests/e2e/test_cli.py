@@ -106,3 +106,36 @@ def test_bad_configuration_names_the_variable(env: dict[str, str]) -> None:
 def test_every_command_has_help(env: dict[str, str], command: list[str]) -> None:
     proc = tsuzuki(env, *command, "--help")
     assert "Usage: tsuzuki" in proc.stdout
+
+
+def test_training_from_the_command_line(env: dict[str, str], tmp_path: Path) -> None:
+    lines = ["織田信長は尾張の大名。", "ramen is great", "桶狭間で勝った。", "see you friday"]
+    path = write_jsonl(
+        tmp_path / "club.jsonl",
+        [
+            {"author": "a", "text": f"{lines[i % 4]} {i % 7}", "ts": 1_700_000_000 + i, "id": i}
+            for i in range(200)
+        ],
+    )
+    tsuzuki(env, "import", str(path), "--channel", "console:club")
+    refused = tsuzuki(env, "train", "console:club", "--max-steps", "5", check=False)
+    assert refused.returncode == 1 and "Training is off" in refused.stderr
+    assert (
+        "training is now on"
+        in tsuzuki(env, "channels", "console:club", "training", "on").stdout.lower()
+    )
+
+    trained = tsuzuki(env, "train", "console:club", "--max-steps", "20", "--block-size", "32")
+    assert "v1 (full, base scratch:tiny)" in trained.stdout
+    assert "promoted: v1 now answers in console:club" in trained.stdout
+    assert (
+        Path(env["TSUZUKI_DATA_DIR"]) / "models" / "console-local-club" / "v1" / "loss.png"
+    ).is_file()
+    assert "20/20" in trained.stderr  # the progress bar reached the end
+
+    assert "v1 active" in tsuzuki(env, "models", "console:club").stdout
+    jobs = tsuzuki(env, "jobs").stdout
+    assert "succeeded" in jobs and "console:club" in jobs
+    assert "no channel is due" in tsuzuki(env, "train", "--all-due").stdout
+    answer = tsuzuki(env, "continue", "console:club", "織田信長は", "--seed", "1").stdout
+    assert answer.startswith("織田信長は")
