@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The first run imports a sample history into console:general and trains its model for
+# about a minute (with a progress bar); later runs open the channel straight away.
 run: $(STAMP)
-	$(BIN)/tsuzuki run
+	$(BIN)/tsuzuki run --demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
