@@ -53,16 +53,19 @@ class TrainConfig:
             return self.learning_rate
         return 1e-3 if self.method == "lora" else 6e-4
 
-    def lr_at(self, step: int) -> float:
-        """Warm-up, then cosine decay to min_lr_ratio of the peak."""
+    def lr_at(self, step: int, seconds: float = 0.0) -> float:
+        """Warm-up, then cosine decay to min_lr_ratio of the peak. With a time budget
+        the decay follows whichever runs out first, steps or time, so a run cut short
+        by the clock still ends annealed."""
         if step < self.warmup_steps:
             return self.peak_lr * (step + 1) / self.warmup_steps
         span = max(1, self.max_steps - self.warmup_steps)
-        progress = min(1.0, (step - self.warmup_steps) / span)
-        ratio = self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (
-            1 + math.cos(math.pi * progress)
-        )
-        return self.peak_lr * ratio
+        progress = (step - self.warmup_steps) / span
+        if self.max_minutes is not None:
+            progress = max(progress, seconds / (self.max_minutes * 60))
+        progress = min(1.0, progress)
+        cosine = 0.5 * (1 + math.cos(math.pi * progress))
+        return self.peak_lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * cosine)
 
 
 @dataclass
@@ -146,7 +149,7 @@ class FineTune:
 
         started = time.perf_counter()
         cfg = self.config
-        lr = cfg.lr_at(self.state.step)
+        lr = cfg.lr_at(self.state.step, self.state.seconds)
         for group in self._optimizer.param_groups:
             group["lr"] = lr
         # 1. Blocks for this step, chosen by (seed, step): a resumed run sees the same
