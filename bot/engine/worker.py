@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 def configure_torch(threads: int) -> None:
     """Thread settings for the device thread (see bot/__init__.py for the wait policy)."""
+    import warnings
+
     import torch
     from huggingface_hub.utils import disable_progress_bars
     from transformers.utils import logging as hf_logging
@@ -30,6 +32,8 @@ def configure_torch(threads: int) -> None:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     disable_progress_bars()
+    # Raised by transformers' own save_pretrained on every save; nothing for us to do.
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
     log.debug("torch uses %d threads", torch.get_num_threads())
 
 
