@@ -211,3 +211,23 @@ async def test_an_interrupted_job_is_resumed_on_start(
     assert await local_app.runner.due_channels() == []
     await add_history(local_app, corpus(60, seed=9), start=5000)
     assert await local_app.runner.due_channels() == [REF]
+
+
+async def test_old_versions_beyond_the_kept_count_are_deleted(
+    tmp_path: Path, local_settings: Settings
+) -> None:
+    settings = local_settings.model_copy(update={"keep_versions": 2})
+    async with running_app(settings) as app:
+        await ready_channel(app)
+        paths = []
+        for seed in range(3):
+            outcome = await app.training.train(
+                REF, TrainOptions(**{**QUICK.__dict__, "seed": seed, "max_steps": 5})
+            )
+            paths.append(Path(outcome.version.path))
+        versions = await app.registry.versions(REF)
+        assert len(versions) == 2
+        assert any(v.status == "active" for v in versions)
+        kept = {Path(v.path) for v in versions}
+        for path in paths:
+            assert path.exists() == (path in kept), path  # pruned rows lose their files too
