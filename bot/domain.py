@@ -256,8 +256,10 @@ class GenerationResult:
     model: str  # which model produced it: "base:<spec>" or "v<N>"
     seed: int
     new_tokens: int
-    seconds: float
+    seconds: float  # on the device, for the whole batch it was part of
     prompt_truncated: bool = False
+    queued_seconds: float = 0.0  # waiting for the device before its batch started
+    batch_rows: int = 1  # rows decoded together (all requests and variants)
 
 
 @dataclass(frozen=True)

@@ -1,90 +1,158 @@
-"""LocalGenerator: the TextGenerator port on this process's device worker."""
+"""LocalGenerator: the TextGenerator port on this process's device worker.
+
+Each request is resolved to its model on the event loop, then queued on the device
+worker; requests waiting together are generated as batches: one batch per base model,
+each row with its channel's adapter, settings and seed.
+"""
 
 from __future__ import annotations
 
 import logging
 import secrets
 import time
-from collections import OrderedDict
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from bot.domain import GenerationRequest, GenerationResult
-from bot.engine.worker import DeviceWorker
+from bot.engine.batching import Row, decode_rows
+from bot.engine.models import ModelCache, ServingModel
+from bot.engine.worker import BatchOutcome, DeviceWorker, Priority
+from bot.errors import UserError
 from bot.generation.cleaning import clean, decode_new_text
-from bot.generation.loading import LoadedModel, load_directory, load_hub
-from bot.generation.prompt import continue_prompt, reply_prompt
+from bot.generation.prompt import PreparedPrompt, continue_prompt, reply_prompt
 from bot.generation.resolver import ModelResolver, ModelSource
-from bot.generation.sampling import sample
+from bot.generation.sampling import variant_seed
 
 log = logging.getLogger(__name__)
 
+DEFAULT_CACHE_BYTES = 4 * 2**30
+
+
+@dataclass(frozen=True)
+class _Item:
+    source: ModelSource
+    request: GenerationRequest
+    seed: int
+    enqueued: float
+
 
 class LocalGenerator:
-    def __init__(self, resolver: ModelResolver, worker: DeviceWorker, cache_size: int = 4) -> None:
+    def __init__(
+        self,
+        resolver: ModelResolver,
+        worker: DeviceWorker,
+        cache: ModelCache | None = None,
+    ) -> None:
         self.resolver = resolver
         self.worker = worker
-        self.cache_size = cache_size
-        # Touched only on the device thread, so it needs no lock.
-        self._cache: OrderedDict[ModelSource, LoadedModel] = OrderedDict()
+        self.cache = cache or ModelCache(DEFAULT_CACHE_BYTES)
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         source = await self.resolver.resolve(request.channel)
         seed = request.settings.seed
         if seed is None:
             seed = secrets.randbelow(2**32)
-        return await self.worker.run(self._generate, source, request, seed)
-
-    def _model(self, source: ModelSource) -> LoadedModel:
-        loaded = self._cache.get(source)
-        if loaded is not None:
-            self._cache.move_to_end(source)
-            return loaded
-        if source.kind == "hub":
-            loaded = load_hub(source.location)
-        else:
-            loaded = load_directory(Path(source.location), source.name)
-        loaded.name = source.name
-        self._cache[source] = loaded
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-        return loaded
-
-    def _generate(
-        self, source: ModelSource, request: GenerationRequest, seed: int
-    ) -> GenerationResult:
-        started = time.perf_counter()
-        loaded = self._model(source)
-        settings = request.settings
-        if request.mode == "continue":
-            prompt = continue_prompt(
-                loaded.tokenizer,
-                request.prompt,
-                loaded.eos_id,
-                loaded.context_length,
-                settings.max_new_tokens,
-            )
-        else:
-            prompt = reply_prompt(
-                loaded.tokenizer,
-                request.context,
-                loaded.eos_id,
-                loaded.context_length,
-                settings.max_new_tokens,
-            )
-        rows = sample(loaded, prompt, settings, seed)
-        texts = []
-        for new_ids in rows:
-            new_text = clean(decode_new_text(loaded.tokenizer, prompt.input_ids, new_ids))
-            # /continue answers like pipeline("text-generation"): the prompt as the
-            # user wrote it (even if cut for the model), then the continuation.
-            texts.append(
-                request.prompt + new_text if request.mode == "continue" else new_text.strip()
-            )
-        return GenerationResult(
-            texts=tuple(texts),
-            model=loaded.name,
-            seed=seed,
-            new_tokens=sum(len(r) for r in rows),
-            seconds=time.perf_counter() - started,
-            prompt_truncated=prompt.truncated,
+        item = _Item(source, request, seed, time.perf_counter())
+        result: GenerationResult = await self.worker.submit(
+            item, self._generate_batch, Priority.INTERACTIVE
         )
+        return result
+
+    # --- on the device thread ----------------------------------------------------------
+
+    def _generate_batch(self, items: Sequence[_Item]) -> list[BatchOutcome[GenerationResult]]:
+        """Generates every item, one decoding loop per base model."""
+        outcomes: list[BatchOutcome[GenerationResult]] = [BatchOutcome() for _ in items]
+        groups: dict[int, tuple[ServingModel, list[tuple[int, str | None]]]] = {}
+        for i, item in enumerate(items):
+            try:
+                serving, adapter = self.cache.get(item.source)
+            except UserError as e:
+                outcomes[i] = BatchOutcome(error=e)
+                continue
+            groups.setdefault(id(serving), (serving, []))[1].append((i, adapter))
+        for serving, members in groups.values():
+            try:
+                results = self._generate_group(serving, [(items[i], a) for i, a in members])
+            except Exception as e:
+                log.exception("generation failed for a batch of %d", len(members))
+                results = [e] * len(members)  # type: ignore[list-item]
+            for (i, _), result in zip(members, results, strict=True):
+                if isinstance(result, BaseException):
+                    outcomes[i] = BatchOutcome(error=result)
+                else:
+                    outcomes[i] = BatchOutcome(result=result)
+        return outcomes
+
+    def _generate_group(
+        self, serving: ServingModel, members: list[tuple[_Item, str | None]]
+    ) -> list[GenerationResult]:
+        loaded = serving.loaded
+        started = time.perf_counter()
+        prompts: list[PreparedPrompt] = []
+        rows: list[Row] = []
+        owners: list[int] = []  # rows[k] belongs to members[owners[k]]
+        for m, (item, adapter) in enumerate(members):
+            settings = item.request.settings
+            if item.request.mode == "continue":
+                prompt = continue_prompt(
+                    loaded.tokenizer,
+                    item.request.prompt,
+                    loaded.eos_id,
+                    loaded.context_length,
+                    settings.max_new_tokens,
+                )
+            else:
+                prompt = reply_prompt(
+                    loaded.tokenizer,
+                    item.request.context,
+                    loaded.eos_id,
+                    loaded.context_length,
+                    settings.max_new_tokens,
+                )
+            prompts.append(prompt)
+            # Temperature 0 is greedy: n variants would all be the same text.
+            variants = settings.num_return_sequences if settings.temperature > 0 else 1
+            if item.request.mode == "reply":
+                variants = 1
+            for v in range(variants):
+                rows.append(
+                    Row(
+                        prompt.input_ids,
+                        settings,
+                        variant_seed(item.seed, v),
+                        prompt.max_new_tokens,
+                        loaded.eos_id,
+                        adapter,
+                    )
+                )
+                owners.append(m)
+        pad = loaded.tokenizer.pad_token_id
+        pad_id = pad if pad is not None else (loaded.eos_id if loaded.eos_id is not None else 0)
+        new_tokens = decode_rows(loaded.model, rows, pad_id, mixed=serving.mixed)
+        seconds = time.perf_counter() - started
+
+        results = []
+        for m, (item, _) in enumerate(members):
+            mine = [new_tokens[k] for k in range(len(rows)) if owners[k] == m]
+            texts = []
+            for ids in mine:
+                text = clean(decode_new_text(loaded.tokenizer, prompts[m].input_ids, ids))
+                # /continue answers like pipeline("text-generation"): the prompt as the
+                # user wrote it (even if cut for the model), then the continuation.
+                texts.append(
+                    item.request.prompt + text if item.request.mode == "continue" else text.strip()
+                )
+            results.append(
+                GenerationResult(
+                    texts=tuple(texts),
+                    model=item.source.name,
+                    seed=item.seed,
+                    new_tokens=sum(len(ids) for ids in mine),
+                    seconds=seconds,
+                    prompt_truncated=prompts[m].truncated,
+                    queued_seconds=started - item.enqueued,
+                    batch_rows=len(rows),
+                )
+            )
+        return results

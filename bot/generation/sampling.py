@@ -1,62 +1,88 @@
-"""Sampling: prepared prompt + SamplingSettings → new token ids, on the device thread."""
+"""Choosing the next token of one row from its logits, by that row's own settings.
+
+Every row of a batch may belong to another channel with another temperature, top-k,
+top-p, repetition penalty and seed, so the choice is made per row, with the row's own
+random generator: a seeded request samples the same tokens alone or in any batch.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from bot.domain import SamplingSettings
-from bot.generation.prompt import PreparedPrompt
 
 if TYPE_CHECKING:
-    from bot.generation.loading import LoadedModel
-
-
-def sample(
-    loaded: LoadedModel, prompt: PreparedPrompt, settings: SamplingSettings, seed: int
-) -> list[list[int]]:
-    """Generates up to settings.num_return_sequences continuations and returns each one's
-    new tokens, cut at the end-of-message token (which is not included)."""
     import torch
-    from transformers import GenerationConfig
 
-    # 1. Seed the global RNG: only the device thread samples, so this is race-free and
-    #    the same seed with the same settings gives the same text.
-    torch.manual_seed(seed)
+# Rows of one request with n variants get seeds this far apart, so variants differ but
+# each is reproducible on its own.
+VARIANT_SEED_STRIDE = 1_000_003
 
-    # 2. temperature 0 means greedy decoding; greedy variants would all be identical.
-    do_sample = settings.temperature > 0
-    n = settings.num_return_sequences if do_sample else 1
-    eos = loaded.eos_id
-    pad = loaded.tokenizer.pad_token_id
-    config = GenerationConfig(
-        do_sample=do_sample,
-        temperature=settings.temperature if do_sample else None,
-        top_k=settings.top_k if do_sample else None,
-        top_p=settings.top_p if do_sample else None,
-        repetition_penalty=settings.repetition_penalty,
-        no_repeat_ngram_size=settings.no_repeat_ngram_size,
-        num_return_sequences=n,
-        max_new_tokens=prompt.max_new_tokens,
-        # A message has at least one token: an end-of-message straight away would be an
-        # empty answer, never what the person asked for.
-        min_new_tokens=1,
-        eos_token_id=eos,
-        pad_token_id=pad if pad is not None else (eos if eos is not None else 0),
-    )
 
-    # 3. Generate from the prompt (batch of one, repeated n times by generate()).
-    input_ids = torch.tensor([prompt.input_ids], dtype=torch.long, device=loaded.model.device)
-    with torch.inference_mode():
-        output = loaded.model.generate(
-            input_ids=input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            generation_config=config,
-        )
+def variant_seed(seed: int, index: int) -> int:
+    return (seed + index * VARIANT_SEED_STRIDE) % 2**32
 
-    # 4. Keep only the new tokens of each row, up to the first end-of-message.
-    rows: list[list[int]] = []
-    for row in output[:, input_ids.shape[1] :].tolist():
-        if eos is not None and eos in row:
-            row = row[: row.index(eos)]
-        rows.append(row)
-    return rows
+
+def banned_by_ngrams(history: list[int], n: int) -> set[int]:
+    """Tokens that would repeat an n-gram already in `history` (no_repeat_ngram_size)."""
+    if n <= 0 or len(history) < n:
+        return set()
+    prefix = tuple(history[len(history) - n + 1 :]) if n > 1 else ()
+    banned = set()
+    for i in range(len(history) - n + 1):
+        if tuple(history[i : i + n - 1]) == prefix:
+            banned.add(history[i + n - 1])
+    return banned
+
+
+def pick_next(
+    logits: torch.Tensor,
+    settings: SamplingSettings,
+    history: list[int],
+    generator: torch.Generator,
+    *,
+    forbid: int | None = None,
+) -> int:
+    """The next token for one row. `logits` is the row's last-position logits (vocab,),
+    `history` the row's prompt and generated tokens so far, `forbid` a token that may
+    not come now (the end-of-message token on the first step: no empty messages)."""
+    import torch
+
+    logits = logits.float().clone()
+
+    # 1. Repetition penalty, as in CTRL: make every token already present less likely.
+    if settings.repetition_penalty != 1.0 and history:
+        seen = torch.tensor(sorted(set(history)), device=logits.device)
+        values = logits[seen]
+        penalty = settings.repetition_penalty
+        logits[seen] = torch.where(values > 0, values / penalty, values * penalty)
+
+    # 2. Hard bans: repeated n-grams and the forbidden token.
+    banned = banned_by_ngrams(history, settings.no_repeat_ngram_size)
+    if forbid is not None:
+        banned.add(forbid)
+    if banned:
+        logits[torch.tensor(sorted(banned), device=logits.device)] = -float("inf")
+
+    # 3. Temperature 0 is greedy: the single likeliest token.
+    if settings.temperature == 0:
+        return int(torch.argmax(logits))
+    logits = logits / settings.temperature
+
+    # 4. Top-k: keep the k likeliest.
+    if 0 < settings.top_k < logits.numel():
+        kth = torch.topk(logits, settings.top_k).values[-1]
+        logits[logits < kth] = -float("inf")
+
+    # 5. Top-p: keep the smallest set whose probability reaches p (at least one token).
+    if settings.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+        drop = cumulative > settings.top_p
+        drop[1:] = drop[:-1].clone()
+        drop[0] = False
+        logits[order[drop]] = -float("inf")
+
+    # 6. Sample with the row's own generator.
+    probs = torch.softmax(logits, dim=-1)
+    return int(torch.multinomial(probs, 1, generator=generator))

@@ -22,7 +22,7 @@ from typing import Any
 from bot import messages as M
 from bot.config import Settings
 from bot.domain import ChannelRef, ModelVersionInfo
-from bot.engine.worker import DeviceWorker
+from bot.engine.worker import DeviceWorker, Priority
 from bot.errors import UserError
 from bot.generation.loading import load_directory
 from bot.generation.resolver import ModelResolver
@@ -145,7 +145,7 @@ class TrainingService:
         if resumed:
             log.info("%s: resuming training at step %d", ref, resumed_at)
         while not trainer.done:
-            result = await self.worker.run(trainer.step)
+            result = await self.worker.run(trainer.step, priority=Priority.TRAINING)
             if progress is not None:
                 progress(result, config.max_steps)
         result_eval = await self.worker.run(trainer.evaluate, eval_texts)
