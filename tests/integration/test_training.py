@@ -40,19 +40,21 @@ def corpus(n: int, seed: int = 0) -> list[str]:
     return [f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)}" for _ in range(n)]
 
 
-async def add_history(app: App, texts: list[str], author: str = "taro", start: int = 0) -> None:
+async def add_history(
+    app: App, texts: list[str], author: str = "taro", start: int = 0, ref: ChannelRef = REF
+) -> None:
     messages = [
         ChatMessage(
-            REF, f"m{start + i}", Author(author, author), text, T0 + timedelta(minutes=start + i)
+            ref, f"m{start + i}", Author(author, author), text, T0 + timedelta(minutes=start + i)
         )
         for i, text in enumerate(texts)
     ]
     await app.messages.add_batch(ImportBatch(messages=messages))
 
 
-async def ready_channel(app: App, n: int = 300) -> None:
-    await add_history(app, corpus(n))
-    await app.channels.set_training(REF, True, actor="test")
+async def ready_channel(app: App, n: int = 300, ref: ChannelRef = REF) -> None:
+    await add_history(app, corpus(n), ref=ref)
+    await app.channels.set_training(ref, True, actor="test")
 
 
 async def test_training_needs_consent(local_app: App) -> None:

@@ -1,0 +1,181 @@
+"""The device worker and batched generation: same text in a batch as alone, per-row
+settings, a bounded queue, training interleaved, and an event loop that never stalls."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+
+from bot.app import App, running_app
+from bot.config import Settings
+from bot.domain import ChannelRef, GenerationRequest
+from bot.engine.worker import DeviceWorker, Priority
+from bot.errors import BusyError
+from bot.training.service import TrainOptions
+from tests.integration.test_training import QUICK, corpus, ready_channel
+
+A = ChannelRef.parse("console:a")
+B = ChannelRef.parse("console:b")
+
+
+def request(app: App, ref: ChannelRef, prompt: str, **settings: object) -> GenerationRequest:
+    merged = app.settings.default_sampling().merged({"max_new_tokens": 16, **settings})
+    return GenerationRequest(ref, merged, prompt=prompt)
+
+
+async def alone_then_together(app: App, requests: list[GenerationRequest]) -> tuple[list, list]:  # type: ignore[type-arg]
+    alone = [(await app.generator.generate(r)).texts for r in requests]
+    app.worker.batch_sizes.clear()
+    together = [
+        r.texts for r in await asyncio.gather(*(app.generator.generate(r) for r in requests))
+    ]
+    return alone, together
+
+
+async def test_a_seeded_request_reads_the_same_in_a_batch_as_alone(local_app: App) -> None:
+    requests = [
+        request(local_app, A, "織田信長は、", seed=1),
+        request(local_app, A, "a much longer prompt, so the rows need padding", seed=2),
+        request(local_app, A, "x", seed=3, num_return_sequences=2),
+        request(local_app, B, "another channel", seed=4),  # its own scratch model
+    ]
+    alone, together = await alone_then_together(local_app, requests)
+    assert together == alone
+    assert max(local_app.worker.batch_sizes) >= 3  # they really were batched
+
+
+async def test_each_row_keeps_its_own_settings(local_app: App) -> None:
+    greedy = request(local_app, A, "hello", temperature=0)
+    top1 = request(local_app, A, "hello", top_k=1, seed=9)  # top-k 1 is greedy too
+    short = request(local_app, A, "hello", seed=5, max_new_tokens=2)
+    hot = request(local_app, A, "hello", seed=5, temperature=4.0)
+    results = await asyncio.gather(
+        *(local_app.generator.generate(r) for r in (greedy, top1, short, hot))
+    )
+    assert results[0].texts == results[1].texts
+    assert results[2].new_tokens <= 2
+    assert results[3].texts != results[0].texts
+    assert {r.batch_rows for r in results} == {4}
+
+
+async def test_lora_channels_share_one_base_in_one_batch(
+    tmp_path: Path, local_settings: Settings
+) -> None:
+    from bot.generation.scratch import create_scratch
+    from bot.generation.spec import SCRATCH_SIZES
+
+    base_dir = tmp_path / "pretrained"
+    create_scratch(base_dir, SCRATCH_SIZES["tiny"], corpus(200, seed=1))
+    settings = local_settings.model_copy(update={"base_model": str(base_dir)})
+    async with running_app(settings) as app:
+        for ref in (A, B):
+            await ready_channel(app, ref=ref)
+            assert (
+                await app.training.train(ref, TrainOptions(**{**QUICK.__dict__, "max_steps": 5}))
+            ).promoted
+        plain = ChannelRef.parse("console:untrained")  # the base alone, no adapter
+        requests = [request(app, ref, "豊臣秀吉は", seed=7) for ref in (A, B, plain)]
+        alone, together = await alone_then_together(app, requests)
+        assert together == alone
+        assert app.worker.batch_sizes == [3]
+        assert len(app.generator.cache._models) == 1  # one base in memory, two adapters on it
+
+
+async def test_a_full_queue_refuses_at_once() -> None:
+    worker = DeviceWorker(threads=1, max_pending=2)
+    release = threading.Event()
+    try:
+        blocker = asyncio.create_task(worker.run(release.wait, priority=Priority.NORMAL))
+        await asyncio.sleep(0.05)
+        waiting = [
+            asyncio.create_task(worker.run(lambda: 1, priority=Priority.INTERACTIVE))
+            for _ in range(2)
+        ]
+        await asyncio.sleep(0.05)
+        with pytest.raises(BusyError, match="busy"):
+            await worker.run(lambda: 1, priority=Priority.INTERACTIVE)
+        release.set()
+        assert await asyncio.gather(*waiting) == [1, 1]
+        await blocker
+        assert await worker.run(lambda: 2, priority=Priority.INTERACTIVE) == 2  # room again
+    finally:
+        release.set()
+        worker.close()
+
+
+async def test_cancelled_requests_never_reach_the_device() -> None:
+    worker = DeviceWorker(threads=1)
+    release = threading.Event()
+    ran: list[str] = []
+    try:
+        blocker = asyncio.create_task(worker.run(release.wait))
+        await asyncio.sleep(0.05)
+        gone = asyncio.create_task(worker.run(ran.append, "gone", priority=Priority.INTERACTIVE))
+        await asyncio.sleep(0.05)
+        gone.cancel()
+        await asyncio.sleep(0.05)
+        release.set()
+        await blocker
+        await worker.run(ran.append, "kept", priority=Priority.INTERACTIVE)
+        assert ran == ["kept"]
+    finally:
+        release.set()
+        worker.close()
+
+
+async def test_interactive_work_goes_before_training_steps() -> None:
+    worker = DeviceWorker(threads=1)
+    release = threading.Event()
+    order: list[str] = []
+    try:
+        blocker = asyncio.create_task(worker.run(release.wait))
+        await asyncio.sleep(0.05)
+        steps = [
+            asyncio.create_task(worker.run(order.append, f"step{i}", priority=Priority.TRAINING))
+            for i in range(3)
+        ]
+        await asyncio.sleep(0.01)
+        chat = asyncio.create_task(worker.run(order.append, "chat", priority=Priority.INTERACTIVE))
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.gather(blocker, chat, *steps)
+        assert order == ["chat", "step0", "step1", "step2"]
+    finally:
+        release.set()
+        worker.close()
+
+
+async def test_generation_during_training_finishes_first_and_the_loop_keeps_ticking(
+    local_app: App,
+) -> None:
+    await ready_channel(local_app, ref=A)
+    lags: list[float] = []
+    stop = asyncio.Event()
+
+    async def heartbeat() -> None:
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            before = loop.time()
+            await asyncio.sleep(0.05)
+            lags.append(loop.time() - before - 0.05)
+
+    ticking = asyncio.create_task(heartbeat())
+    training = asyncio.create_task(
+        local_app.training.train(
+            A, TrainOptions(**{**QUICK.__dict__, "max_steps": 150, "block_size": 128})
+        )
+    )
+    while not (local_app.settings.models_dir / A.slug / "run" / "train.bin").exists():
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.3)  # training steps are under way
+    result = await local_app.generator.generate(request(local_app, A, "織田信長は", seed=1))
+    assert result.texts[0].startswith("織田信長は")
+    assert not training.done()  # the answer did not wait for the whole run
+    await training
+    stop.set()
+    await ticking
+    assert len(lags) > 10
+    assert max(lags) < 0.5  # never blocked for the length of a generation or training
