@@ -15,6 +15,8 @@ from bot import messages as M
 from bot.commands import Commands
 from bot.config import Settings, load_settings
 from bot.core import Core
+from bot.engine.models import ModelCache
+from bot.engine.ratelimit import RateLimiter
 from bot.engine.worker import DeviceWorker
 from bot.generation.generator import LocalGenerator
 from bot.generation.resolver import ModelResolver
@@ -62,9 +64,16 @@ async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
     channels = SqlChannelStore(db)
     messages = SqlMessageStore(db)
     registry = SqlModelRegistry(db)
-    worker: DeviceWorker = overrides.get("worker") or DeviceWorker(settings.effective_torch_threads)
+    worker: DeviceWorker = overrides.get("worker") or DeviceWorker(
+        settings.effective_torch_threads,
+        max_pending=settings.max_pending_requests,
+        max_batch=settings.max_batch,
+        batch_window_s=settings.batch_window_ms / 1000,
+    )
     resolver = ModelResolver(base, settings.models_dir, registry, messages, worker)
-    generator: TextGenerator = overrides.get("generator") or LocalGenerator(resolver, worker)
+    generator: TextGenerator = overrides.get("generator") or LocalGenerator(
+        resolver, worker, ModelCache(settings.model_cache_mb * 2**20)
+    )
     commands = Commands(
         channels=channels,
         messages=messages,
@@ -74,6 +83,8 @@ async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
         base_model=str(base),
         max_prompt_chars=settings.max_prompt_chars,
         reply_context_messages=settings.reply_context_messages,
+        user_limit=RateLimiter(settings.rate_per_user_per_minute),
+        channel_limit=RateLimiter(settings.rate_per_channel_per_minute),
     )
     core = Core(commands, Ingest(messages, commands), messages)
     training = TrainingService(settings, channels, messages, registry, resolver, worker)

@@ -22,7 +22,8 @@ from bot.domain import (
     SamplingSettings,
     spec_for,
 )
-from bot.errors import UserError
+from bot.engine.ratelimit import RateLimiter
+from bot.errors import BusyError, UserError
 from bot.ports import ChannelStore, MessageStore, ModelRegistry, TextGenerator
 
 
@@ -72,6 +73,8 @@ class Commands:
         base_model: str,
         max_prompt_chars: int,
         reply_context_messages: int,
+        user_limit: RateLimiter | None = None,
+        channel_limit: RateLimiter | None = None,
     ) -> None:
         self.channels = channels
         self.messages = messages
@@ -81,6 +84,14 @@ class Commands:
         self.base_model = base_model
         self.max_prompt_chars = max_prompt_chars
         self.reply_context_messages = reply_context_messages
+        self.user_limit = user_limit or RateLimiter(0)
+        self.channel_limit = channel_limit or RateLimiter(0)
+
+    def _check_rate(self, ctx: CommandContext) -> None:
+        if not self.user_limit.allow(ctx.actor_id):
+            raise BusyError(M.t("rate_limited", who=ctx.actor.name or ctx.actor.id))
+        if not self.channel_limit.allow(str(ctx.channel)):
+            raise BusyError(M.t("rate_limited", who=str(ctx.channel)))
 
     # --- generation ------------------------------------------------------------------
 
@@ -101,6 +112,7 @@ class Commands:
             raise UserError(M.t("prompt_too_long", length=len(prompt), limit=self.max_prompt_chars))
         # Validate overrides before any work, so a typo costs no generation.
         settings = await self.effective_settings(ctx.channel, overrides)
+        self._check_rate(ctx)
         await self.channels.ensure(ctx.channel, ctx.channel_name)
         result = await self.generator.generate(
             GenerationRequest(
@@ -112,6 +124,7 @@ class Commands:
     async def reply(self, ctx: CommandContext) -> Reply:
         """The channel's next message, written after its recent history."""
         settings = await self.effective_settings(ctx.channel)
+        self._check_rate(ctx)
         history = await self.messages.recent(ctx.channel, self.reply_context_messages)
         result = await self.generator.generate(
             GenerationRequest(

@@ -60,6 +60,17 @@ class Settings(BaseSettings):
     nightly_min_new_messages: int = Field(default=50, ge=0)
     nightly_max_minutes: float = Field(default=30.0, gt=0)
 
+    # Generation requests a user, and a channel, may make per minute (0: no limit).
+    rate_per_user_per_minute: int = Field(default=12, ge=0)
+    rate_per_channel_per_minute: int = Field(default=30, ge=0)
+    # Interactive requests waiting for the device before new ones are refused.
+    max_pending_requests: int = Field(default=64, ge=1)
+    # Rows generated together at most, and how long to wait for more to batch.
+    max_batch: int = Field(default=16, ge=1, le=256)
+    batch_window_ms: float = Field(default=5.0, ge=0, le=1000)
+    # Memory for models kept loaded (bases; LoRA adapters ride on them).
+    model_cache_mb: int = Field(default=4096, ge=64)
+
     # Default sampling settings (channel settings and per-request overrides win).
     temperature: float = SamplingSettings.temperature
     top_k: int = SamplingSettings.top_k

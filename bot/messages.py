@@ -22,6 +22,10 @@ CATALOG: dict[str, dict[Locale, str]] = {
         "en": "I'm busy right now, please try again in a moment.",
         "ja": "ただいま混み合っています。少し待ってからもう一度お試しください。",
     },
+    "rate_limited": {
+        "en": "Slow down a little: too many requests from {who} this minute. Try again shortly.",
+        "ja": "少し間をあけてください。{who} からのリクエストが多すぎます。しばらくしてからお試しください。",
+    },
     "channel_bad_ref": {
         "en": "'{ref}' is not a channel id. Use console:NAME, discord:GUILD/CHANNEL "
         "or slack:TEAM/CHANNEL.",

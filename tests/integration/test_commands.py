@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from bot.app import App
+from bot.app import App, running_app
 from bot.commands import CommandContext
+from bot.config import Settings
 from bot.domain import Author, ChannelRef
 
 REF = ChannelRef.parse("discord:10/20")
@@ -74,3 +75,14 @@ async def test_unexpected_errors_get_a_generic_reply_and_a_log_entry(
     assert "secret internals" not in reply.texts[0]
     assert "went wrong" in reply.texts[0]
     assert any("secret internals" in (r.exc_text or str(r.exc_info)) for r in caplog.records)
+
+
+async def test_one_user_cannot_flood_the_queue(local_settings: Settings) -> None:
+    limited = local_settings.model_copy(update={"rate_per_user_per_minute": 2})
+    async with running_app(limited) as app:
+        for _ in range(2):
+            assert not (await app.core.on_text_command(MEMBER, "/continue hi seed=1")).is_error
+        refused = await app.core.on_text_command(MEMBER, "/continue hi seed=1")
+        assert refused.is_error and "Slow down" in refused.texts[0]
+        other = CommandContext(REF, Author("3", "Other"))
+        assert not (await app.core.on_text_command(other, "/continue hi seed=1")).is_error

@@ -14,6 +14,7 @@ from bot.config import Settings
 from bot.domain import ChannelRef, GenerationRequest
 from bot.engine.worker import DeviceWorker, Priority
 from bot.errors import BusyError
+from bot.generation.generator import LocalGenerator
 from bot.training.service import TrainOptions
 from tests.integration.test_training import QUICK, corpus, ready_channel
 
@@ -81,7 +82,10 @@ async def test_lora_channels_share_one_base_in_one_batch(
         alone, together = await alone_then_together(app, requests)
         assert together == alone
         assert app.worker.batch_sizes == [3]
-        assert len(app.generator.cache._models) == 1  # one base in memory, two adapters on it
+        assert isinstance(app.generator, LocalGenerator)
+        # One base in memory, with both channels' adapters on it.
+        (serving,) = app.generator.cache._models.values()
+        assert len(serving.adapters) == 2
 
 
 async def test_a_full_queue_refuses_at_once() -> None:
@@ -163,14 +167,15 @@ async def test_generation_during_training_finishes_first_and_the_loop_keeps_tick
             lags.append(loop.time() - before - 0.05)
 
     ticking = asyncio.create_task(heartbeat())
+    under_way = asyncio.Event()
     training = asyncio.create_task(
         local_app.training.train(
-            A, TrainOptions(**{**QUICK.__dict__, "max_steps": 150, "block_size": 128})
+            A,
+            TrainOptions(**{**QUICK.__dict__, "max_steps": 150, "block_size": 128}),
+            progress=lambda step, total: under_way.set() if step.step >= 5 else None,
         )
     )
-    while not (local_app.settings.models_dir / A.slug / "run" / "train.bin").exists():
-        await asyncio.sleep(0.02)
-    await asyncio.sleep(0.3)  # training steps are under way
+    await under_way.wait()
     result = await local_app.generator.generate(request(local_app, A, "織田信長は", seed=1))
     assert result.texts[0].startswith("織田信長は")
     assert not training.done()  # the answer did not wait for the whole run
