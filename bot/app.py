@@ -72,7 +72,7 @@ async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
     )
     resolver = ModelResolver(base, settings.models_dir, registry, messages, worker)
     generator: TextGenerator = overrides.get("generator") or LocalGenerator(
-        resolver, worker, ModelCache(settings.model_cache_mb * 2**20)
+        resolver, worker, ModelCache(settings.model_cache_mb * 2**20, int8=settings.serve_int8)
     )
     commands = Commands(
         channels=channels,

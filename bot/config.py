@@ -65,11 +65,17 @@ class Settings(BaseSettings):
     rate_per_channel_per_minute: int = Field(default=30, ge=0)
     # Interactive requests waiting for the device before new ones are refused.
     max_pending_requests: int = Field(default=64, ge=1)
-    # Rows generated together at most, and how long to wait for more to batch.
+    # Rows generated together at most, and how long to wait for more to batch (this
+    # much is added to a lone request's latency, a few percent of a generation).
     max_batch: int = Field(default=16, ge=1, le=256)
-    batch_window_ms: float = Field(default=5.0, ge=0, le=1000)
+    batch_window_ms: float = Field(default=20.0, ge=0, le=1000)
     # Memory for models kept loaded (bases; LoRA adapters ride on them).
     model_cache_mb: int = Field(default=4096, ge=64)
+    # Serve models that have no LoRA adapters with int8 weights on the CPU: about 3x
+    # faster decoding, eval loss within 0.1%. Off by default: int8 activations are
+    # quantized per batch, so a seeded request may read slightly differently in a
+    # batch than alone.
+    serve_int8: bool = False
 
     # Default sampling settings (channel settings and per-request overrides win).
     temperature: float = SamplingSettings.temperature

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.engine.quantize import quantize_int8
 from bot.generation.loading import ADAPTER_CONFIG, LoadedModel, load_directory, load_hub
 from bot.generation.resolver import ModelSource
 
@@ -43,9 +44,10 @@ def adapter_name(path: str) -> str:
 
 
 class ModelCache:
-    def __init__(self, budget_bytes: int, max_adapters: int = 64) -> None:
+    def __init__(self, budget_bytes: int, max_adapters: int = 64, int8: bool = False) -> None:
         self.budget_bytes = budget_bytes
         self.max_adapters = max_adapters
+        self.int8 = int8  # serve adapter-free models with int8 weights (CPU only)
         self._models: OrderedDict[str, ServingModel] = OrderedDict()
 
     @property
@@ -57,18 +59,26 @@ class ModelCache:
         adapter_config = Path(source.location) / ADAPTER_CONFIG
         if source.kind == "directory" and adapter_config.is_file():
             base = json.loads(adapter_config.read_text(encoding="utf-8"))["base_model_name_or_path"]
-            serving = self._base(base, base)
+            serving = self._base(base, base, quantize=False)
             return serving, self._adapter(serving, source.location)
-        return self._base(source.location, source.name, hub=source.kind == "hub"), None
+        hub = source.kind == "hub"
+        return self._base(source.location, source.name, hub=hub, quantize=self.int8), None
 
-    def _base(self, location: str, name: str, hub: bool = False) -> ServingModel:
-        serving = self._models.get(location)
+    def _base(self, location: str, name: str, *, quantize: bool, hub: bool = False) -> ServingModel:
+        # An int8 copy and a float copy (for adapters) of one model are separate entries.
+        key = location + ("#int8" if quantize else "")
+        serving = self._models.get(key)
         if serving is not None:
-            self._models.move_to_end(location)
+            self._models.move_to_end(key)
             return serving
         loaded = load_hub(location) if hub else load_directory(Path(location), name)
-        serving = ServingModel(loaded, model_bytes(loaded.model))
-        self._models[location] = serving
+        # Counted at float size: a conservative bound (packed int8 weights are not
+        # parameters, so they cannot be counted after quantizing).
+        nbytes = model_bytes(loaded.model)
+        if quantize and loaded.model.device.type == "cpu":
+            loaded.model = quantize_int8(loaded.model)
+        serving = ServingModel(loaded, nbytes)
+        self._models[key] = serving
         # Evict the least recently used, but never the model just asked for.
         while self.nbytes > self.budget_bytes and len(self._models) > 1:
             evicted, _ = self._models.popitem(last=False)
