@@ -570,6 +570,53 @@ def bench_continue_cmd(
     _execute(work)
 
 
+@bench_cli.command("serve")
+def bench_serve_cmd() -> None:
+    """16 concurrent requests from 8 LoRA channels: Tsuzuki's engine vs one
+    transformers pipeline per channel, one request after another."""
+    from bot.benchmarks import serve
+
+    async def work(settings: Settings) -> None:
+        workdir = settings.data_dir / "bench"
+        threads = settings.effective_torch_threads
+        with err.status("building the 124M base and 8 adapters (cached for later runs)…"):
+            await asyncio.to_thread(serve.prepare, workdir)
+        with err.status("baseline: transformers pipeline, one request at a time…"):
+            baseline = await asyncio.to_thread(serve.run_side, "baseline", workdir, threads)
+        with err.status("tsuzuki: batched engine…"):
+            ours = await asyncio.to_thread(serve.run_side, "tsuzuki", workdir, threads)
+        out.print(
+            f"16 requests, 8 channels, 64 new tokens each, torch threads {threads}", markup=False
+        )
+        for line in serve.report(baseline, ours):
+            out.print(line, markup=False)
+
+    _execute(work)
+
+
+@bench_cli.command("latency")
+def bench_latency_cmd(
+    runs: Annotated[int, typer.Option(min=1, help="Timed requests per side.")] = 5,
+    quality_model: Annotated[
+        Path | None, typer.Option(help="A trained model directory to measure int8's eval loss on.")
+    ] = None,
+) -> None:
+    """One request, 64 new tokens: Tsuzuki (fp32 and int8) vs eager fp32 generate()."""
+    from bot.benchmarks import latency
+
+    async def work(settings: Settings) -> None:
+        threads = settings.effective_torch_threads
+        with err.status("measuring…"):
+            result = await asyncio.to_thread(
+                latency.run, settings.data_dir / "bench", threads, runs, quality_model
+            )
+        out.print(f"one request, 64 new tokens, 124M GPT-2, torch threads {threads}", markup=False)
+        for line in latency.report(result):
+            out.print(line, markup=False)
+
+    _execute(work)
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 

@@ -100,6 +100,13 @@ class Settings(BaseSettings):
             raise ValueError("must name a hub id, a directory or scratch[:size]")
         return v.strip()
 
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, v: Path) -> Path:
+        # Model versions record their paths (a LoRA adapter names its base): relative
+        # paths would break as soon as the bot starts from another directory.
+        return v.expanduser().resolve()
+
     @field_validator(*SETTING_SPECS)
     @classmethod
     def _sampling_in_range(cls, v: object, info: ValidationInfo) -> object:

@@ -1,19 +1,23 @@
 """One decoding loop for a batch of rows that share a model (and maybe not an adapter).
 
-Rows are left-padded so every row's last prompt token sits at the same position; the
-attention mask hides the padding and position ids restart at each row's first real
-token, so a row computes what it would alone. The KV cache keeps each step to one
-token per row, and a row that ends its message leaves the batch (its cache rows are
-dropped), so finished rows stop costing compute.
+Each prompt is prefilled on its own (no compute spent on padding), then the rows'
+key/value caches are left-padded into one, so every row's next token sits at the same
+position; the attention mask hides the padding and each row keeps its own position
+ids, so a row computes what it would alone. Every later step is one token per live
+row, and a row that ends its message leaves the batch (its cache rows are dropped),
+so finished rows stop costing compute.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.domain import SamplingSettings
 from bot.generation.sampling import pick_next
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -29,44 +33,48 @@ class Row:
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in mixed-adapter batches
 
 
-def decode_rows(model: Any, rows: list[Row], pad_id: int, *, mixed: bool) -> list[list[int]]:
+def decode_rows(model: Any, rows: list[Row], *, mixed: bool) -> list[list[int]]:
     """New tokens of each row, up to (not including) its end-of-message token. `mixed`:
     the model is a peft model with adapters, and each row names its own (or the base)."""
     import torch
     from transformers import DynamicCache
 
     device = model.device
-    # 1. Left-pad the prompts into one tensor, with the mask and position ids.
-    width = max(len(r.prompt_ids) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=device)
-    mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
-    for i, row in enumerate(rows):
-        ids[i, width - len(row.prompt_ids) :] = torch.tensor(row.prompt_ids, device=device)
-        mask[i, width - len(row.prompt_ids) :] = 1
-    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-
-    generators = [torch.Generator(device=device).manual_seed(r.seed) for r in rows]
-    outputs: list[list[int]] = [[] for _ in rows]
-    live = list(range(len(rows)))  # which rows are still in the batch, in batch order
     adapters = [r.adapter or BASE_ADAPTER for r in rows]
-    cache = DynamicCache()
-    step_ids, step_positions = ids, positions
+
+    def forward(ids: torch.Tensor, cache: Any, names: list[str], **kw: Any) -> torch.Tensor:
+        extra = {"adapter_names": names} if mixed else {}
+        # Only the last position's logits are needed: on a prompt this skips the
+        # output layer (vocab x width) for every other token.
+        out = model(
+            input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1, **kw, **extra
+        )
+        return out.logits[:, -1, :]
 
     with torch.inference_mode():
-        for step in range(max(r.max_new_tokens for r in rows)):
-            # 2. One forward pass for all live rows (the whole prompt on the first step).
-            kwargs: dict[str, Any] = {}
-            if mixed:
-                kwargs["adapter_names"] = [adapters[i] for i in live]
-            logits = model(
-                input_ids=step_ids,
-                attention_mask=mask,
-                position_ids=step_positions,
-                past_key_values=cache,
-                use_cache=True,
-                **kwargs,
-            ).logits[:, -1, :]
+        # 1. Prefill each prompt on its own: no compute on padding, and exactly the
+        #    numbers the row would get alone.
+        caches, first = [], []
+        for row, name in zip(rows, adapters, strict=True):
+            cache = DynamicCache()
+            ids = torch.tensor([row.prompt_ids], dtype=torch.long, device=device)
+            first.append(forward(ids, cache, [name])[0])
+            caches.append(cache)
 
+        # 2. One cache for the batch: each row's keys and values left-padded to the
+        #    longest prompt, the padding masked out.
+        width = max(len(r.prompt_ids) for r in rows)
+        cache = _merge_left_padded(caches, width)
+        mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+        for i, row in enumerate(rows):
+            mask[i, width - len(row.prompt_ids) :] = 1
+        positions = torch.tensor([[len(r.prompt_ids)] for r in rows], device=device)
+
+        generators = [torch.Generator(device=device).manual_seed(r.seed) for r in rows]
+        outputs: list[list[int]] = [[] for _ in rows]
+        live = list(range(len(rows)))  # which rows are still in the batch, in batch order
+        logits = torch.stack(first)
+        for step in range(max(r.max_new_tokens for r in rows)):
             # 3. Each row picks its token with its own settings and random generator.
             chosen: list[int] = []
             keep: list[int] = []
@@ -94,9 +102,37 @@ def decode_rows(model: Any, rows: list[Row], pad_id: int, *, mixed: bool) -> lis
                 index = torch.tensor(keep, device=device)
                 cache.batch_select_indices(index)
                 mask = mask[index]
-                step_positions = step_positions[index]
+                positions = positions[index]
                 live = [live[slot] for slot in keep]
-            step_ids = torch.tensor(chosen, device=device).unsqueeze(1)
+
+            # 5. One forward pass: one new token for every live row.
             mask = torch.cat([mask, torch.ones((len(live), 1), dtype=mask.dtype, device=device)], 1)
-            step_positions = step_positions[:, -1:] + 1
+            step_ids = torch.tensor(chosen, device=device).unsqueeze(1)
+            logits = forward(
+                step_ids,
+                cache,
+                [adapters[i] for i in live],
+                attention_mask=mask,
+                position_ids=positions,
+            )
+            positions = positions + 1
     return outputs
+
+
+def _merge_left_padded(caches: list[Any], width: int) -> Any:
+    import torch
+    from transformers import DynamicCache
+
+    merged = DynamicCache()
+    for layer in range(len(caches[0].layers)):
+        keys, values = [], []
+        for cache in caches:
+            k, v = cache.layers[layer].keys, cache.layers[layer].values
+            pad = width - k.shape[2]
+            if pad:
+                k = torch.nn.functional.pad(k, (0, 0, pad, 0))
+                v = torch.nn.functional.pad(v, (0, 0, pad, 0))
+            keys.append(k)
+            values.append(v)
+        merged.update(torch.cat(keys), torch.cat(values), layer)
+    return merged

@@ -44,21 +44,26 @@ class Priority(enum.IntEnum):
 
 def configure_torch(threads: int) -> None:
     """Thread settings for the device thread (see bot/__init__.py for the wait policy)."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    quiet_libraries()
+    log.debug("torch uses %d threads", torch.get_num_threads())
+
+
+def quiet_libraries() -> None:
+    """Loading and saving print progress bars and advice on stderr, which would be
+    mixed into the console channel; our own logs and progress say what matters."""
     import warnings
 
-    import torch
     from huggingface_hub.utils import disable_progress_bars
     from transformers.utils import logging as hf_logging
 
-    torch.set_num_threads(max(1, threads))
-    # Loading and saving print progress bars and advice on stderr, which would be mixed
-    # into the console channel; our own logs and progress say what matters.
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     disable_progress_bars()
     # Raised by transformers' own save_pretrained on every save; nothing for us to do.
     warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
-    log.debug("torch uses %d threads", torch.get_num_threads())
 
 
 @dataclass(eq=False)

@@ -127,9 +127,7 @@ class LocalGenerator:
                     )
                 )
                 owners.append(m)
-        pad = loaded.tokenizer.pad_token_id
-        pad_id = pad if pad is not None else (loaded.eos_id if loaded.eos_id is not None else 0)
-        new_tokens = decode_rows(loaded.model, rows, pad_id, mixed=serving.mixed)
+        new_tokens = decode_rows(loaded.model, rows, mixed=serving.mixed)
         seconds = time.perf_counter() - started
 
         results = []

@@ -127,6 +127,7 @@ def _load(source: str, name: str, *, local_files_only: bool) -> LoadedModel:
     except (OSError, ValueError) as e:
         raise UserError(M.t("model_load_failed", spec=name, reason=_first_line(e))) from e
     model.to(pick_device()).eval()
+    fuse_gelu(model)
     return LoadedModel(
         name=name,
         model=model,
@@ -155,6 +156,19 @@ def _model_from(source: str, *, local_files_only: bool, merge: bool) -> PreTrain
         # base costs. (Mixed-adapter batches will keep them apart.)
         return PeftModel.from_pretrained(base, source).merge_and_unload()
     return PeftModel.from_pretrained(base, source, is_trainable=True)
+
+
+def fuse_gelu(model: PreTrainedModel) -> None:
+    """GPT-2's "gelu_new" is the tanh approximation of GELU written out in Python ops;
+    torch's built-in GELU(approximate="tanh") computes the same function in one fused
+    kernel. Swapped at load for serving (about a tenth of CPU decode time)."""
+    import torch
+    from transformers.activations import NewGELUActivation
+
+    for module in model.modules():
+        for name, child in list(module.named_children()):
+            if isinstance(child, NewGELUActivation):
+                setattr(module, name, torch.nn.GELU(approximate="tanh"))
 
 
 def context_length(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:

@@ -67,22 +67,23 @@ def pick_next(
     # 3. Temperature 0 is greedy: the single likeliest token.
     if settings.temperature == 0:
         return int(torch.argmax(logits))
-    logits = logits / settings.temperature
 
-    # 4. Top-k: keep the k likeliest.
+    # 4. Candidates, likeliest first: only the top k when top-k is on (sorting 50k
+    #    logits per row per step would cost more than the model's own work).
     if 0 < settings.top_k < logits.numel():
-        kth = torch.topk(logits, settings.top_k).values[-1]
-        logits[logits < kth] = -float("inf")
+        values, tokens = torch.topk(logits, settings.top_k)
+    else:
+        values, tokens = torch.sort(logits, descending=True)
+    values = values / settings.temperature
 
-    # 5. Top-p: keep the smallest set whose probability reaches p (at least one token).
+    # 5. Top-p: keep the smallest prefix whose probability reaches p (at least one).
     if settings.top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True)
-        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+        cumulative = torch.softmax(values, dim=-1).cumsum(dim=-1)
         drop = cumulative > settings.top_p
         drop[1:] = drop[:-1].clone()
         drop[0] = False
-        logits[order[drop]] = -float("inf")
+        values[drop] = -float("inf")
 
-    # 6. Sample with the row's own generator.
-    probs = torch.softmax(logits, dim=-1)
-    return int(torch.multinomial(probs, 1, generator=generator))
+    # 6. Sample among the candidates with the row's own generator.
+    choice = torch.multinomial(torch.softmax(values, dim=-1), 1, generator=generator)
+    return int(tokens[choice])

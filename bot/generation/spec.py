@@ -50,7 +50,7 @@ class ModelSpec:
         # A directory wins over a hub id of the same spelling; "./x" and "/x" are
         # always paths, so a typo there is not sent to the hub.
         if path.is_dir() or text.startswith((".", "/", "~")):
-            return cls("local", str(path))
+            return cls("local", str(path.resolve()))
         return cls("hub", text)
 
     def __str__(self) -> str:

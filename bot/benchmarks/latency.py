@@ -1,0 +1,138 @@
+"""`tsuzuki bench latency`: one request, 64 new tokens, through Tsuzuki's engine
+against eager fp32 `model.generate()` on the same 124M-shaped weights, in one process
+with the same thread settings.
+
+Tsuzuki runs twice: as configured by default (fp32) and with int8 weights
+(TSUZUKI_SERVE_INT8). If a trained model directory is given, the int8 eval-loss
+change is measured on it with held-out demo messages, since random weights say
+nothing about quality.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.benchmarks.fixtures import build_base, demo_texts, prompts
+
+NEW_TOKENS = 64
+PROMPT_TOKENS = 50
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    baseline_s: float
+    fp32_s: float
+    int8_s: float
+    quality: tuple[float, float] | None  # (fp32 eval loss, int8 eval loss)
+
+
+def _baseline(base: Path, text: str, runs: int) -> float:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).eval()
+    ids = tokenizer(text, return_tensors="pt")
+    kwargs = {
+        "max_new_tokens": NEW_TOKENS,
+        "min_new_tokens": NEW_TOKENS,
+        "do_sample": True,
+        "top_k": 50,
+        "top_p": 0.95,
+        "temperature": 0.9,
+        "pad_token_id": tokenizer.eos_token_id,
+    }
+    times = []
+    with torch.inference_mode():
+        model.generate(**ids, **{**kwargs, "max_new_tokens": 2, "min_new_tokens": 2})
+        for _ in range(runs):
+            started = time.perf_counter()
+            model.generate(**ids, **kwargs)
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+async def _tsuzuki(
+    base: Path, text: str, runs: int, threads: int, int8: bool, workdir: Path
+) -> float:
+    from bot.app import running_app
+    from bot.config import load_settings
+    from bot.domain import ChannelRef, GenerationRequest
+
+    db = workdir / f"latency-{time.time_ns()}.db"
+    settings = load_settings(
+        data_dir=workdir / "data",
+        database_url=f"sqlite+aiosqlite:///{db}",
+        base_model=str(base),
+        torch_threads=threads,
+        serve_int8=int8,
+    )
+    ref = ChannelRef.parse("console:latency")
+    times = []
+    async with running_app(settings) as app:
+        sampling = app.settings.default_sampling().merged(
+            {
+                "max_new_tokens": NEW_TOKENS,
+                "repetition_penalty": 1.0,
+                "top_k": 50,
+                "top_p": 0.95,
+                "temperature": 0.9,
+            }
+        )
+        await app.generator.generate(
+            GenerationRequest(ref, sampling.merged({"max_new_tokens": 2}), prompt=text)
+        )
+        for seed in range(runs):
+            request = GenerationRequest(ref, sampling.merged({"seed": seed}), prompt=text)
+            started = time.perf_counter()
+            result = await app.generator.generate(request)
+            elapsed = time.perf_counter() - started
+            # Scale the rare run that hit an end-of-text early to NEW_TOKENS.
+            times.append(elapsed * NEW_TOKENS / max(1, result.new_tokens))
+    return statistics.median(times)
+
+
+def _quality(model_dir: Path) -> tuple[float, float]:
+    from bot.engine.quantize import quantize_int8
+    from bot.generation.loading import load_directory
+    from bot.training.evaluation import evaluate_texts
+
+    texts = demo_texts()[-200:]
+    loaded = load_directory(model_dir, str(model_dir))
+    fp32 = evaluate_texts(loaded.model, loaded.tokenizer, texts, 128).loss
+    int8 = evaluate_texts(quantize_int8(loaded.model), loaded.tokenizer, texts, 128).loss
+    return fp32, int8
+
+
+def run(workdir: Path, threads: int, runs: int, quality_model: Path | None) -> LatencyResult:
+    import torch
+    from transformers import AutoTokenizer
+
+    torch.set_num_threads(threads)
+    base = build_base(workdir / "base")
+    (text,) = prompts(AutoTokenizer.from_pretrained(base), 1, PROMPT_TOKENS, PROMPT_TOKENS)
+    baseline = _baseline(base, text, runs)
+    fp32 = asyncio.run(_tsuzuki(base, text, runs, threads, False, workdir))
+    int8 = asyncio.run(_tsuzuki(base, text, runs, threads, True, workdir))
+    quality = _quality(quality_model) if quality_model else None
+    return LatencyResult(baseline, fp32, int8, quality)
+
+
+def report(r: LatencyResult) -> list[str]:
+    lines = [
+        f"eager fp32 generate()  {r.baseline_s:6.3f}s",
+        f"tsuzuki (fp32)         {r.fp32_s:6.3f}s  {r.baseline_s / r.fp32_s:.2f}x faster",
+        f"tsuzuki (int8)         {r.int8_s:6.3f}s  {r.baseline_s / r.int8_s:.2f}x faster"
+        " (target ≥ 2x)",
+    ]
+    if r.quality:
+        fp32, int8 = r.quality
+        lines.append(
+            f"int8 eval loss {int8:.4f} vs fp32 {fp32:.4f}: {int8 - fp32:+.4f} "
+            f"({(int8 - fp32) / fp32 * 100:+.2f}%)"
+        )
+    return lines

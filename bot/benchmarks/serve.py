@@ -1,0 +1,170 @@
+"""`tsuzuki bench serve`: 16 concurrent requests from 8 channels, Tsuzuki's engine
+against the recipe users copy today.
+
+Baseline: `transformers.pipeline("text-generation")`, one request after another, each
+channel's LoRA merged into its own full model (8 models in memory).
+Tsuzuki: the real serving path (resolver, device worker, cross-channel batches, one
+base with 8 adapters applied per row).
+
+Each side runs in its own process, so resident memory is measured cleanly; both use
+the same weights, prompts, sampling settings and torch thread count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.benchmarks.fixtures import build_adapters, build_base, percentile, prompts, rss_mb
+
+CHANNELS = 8
+REQUESTS = 16
+NEW_TOKENS = 64
+SAMPLING = {"temperature": 0.9, "top_k": 50, "top_p": 0.95}
+
+
+@dataclass(frozen=True)
+class SideResult:
+    tokens: int
+    seconds: float
+    latencies: list[float]
+    memory_mb: float  # resident memory the 8 channels' models added
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds
+
+
+def prepare(workdir: Path) -> tuple[Path, list[Path], list[str]]:
+    base = build_base(workdir / "base")
+    adapters = build_adapters(base, workdir / "adapters", CHANNELS)
+    from transformers import AutoTokenizer
+
+    texts = prompts(AutoTokenizer.from_pretrained(base), REQUESTS, 10, 200)
+    return base, adapters, texts
+
+
+def run_baseline(base: Path, adapters: list[Path], texts: list[str], threads: int) -> SideResult:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+    torch.set_num_threads(threads)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    before = rss_mb()
+    pipes = []
+    for adapter in adapters:
+        merged = PeftModel.from_pretrained(
+            AutoModelForCausalLM.from_pretrained(base), adapter
+        ).merge_and_unload()
+        pipes.append(pipeline("text-generation", model=merged.eval(), tokenizer=tokenizer))
+    memory = rss_mb() - before
+    kwargs = {"max_new_tokens": NEW_TOKENS, "min_new_tokens": NEW_TOKENS, "do_sample": True}
+    pipes[0](texts[0], max_new_tokens=2, do_sample=True)  # warm-up
+    latencies = []
+    started = time.perf_counter()
+    for i, text in enumerate(texts):
+        pipes[i % CHANNELS](text, **kwargs, **SAMPLING)
+        # All 16 arrived at once: each waits for the ones before it.
+        latencies.append(time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    # min_new_tokens: every request generated exactly NEW_TOKENS.
+    return SideResult(REQUESTS * NEW_TOKENS, seconds, latencies, memory)
+
+
+async def run_tsuzuki(
+    base: Path, adapters: list[Path], texts: list[str], threads: int, workdir: Path
+) -> SideResult:
+    from datetime import UTC, datetime
+
+    from bot.app import running_app
+    from bot.config import load_settings
+    from bot.domain import ChannelRef, GenerationRequest, ModelVersionInfo
+
+    db = workdir / f"serve-{time.time_ns()}.db"
+    settings = load_settings(
+        data_dir=workdir / "data",
+        database_url=f"sqlite+aiosqlite:///{db}",
+        base_model=str(base),
+        torch_threads=threads,
+        max_batch=REQUESTS,
+    )
+    before = rss_mb()
+    async with running_app(settings) as app:
+        refs = [ChannelRef.parse(f"console:bench{i}") for i in range(CHANNELS)]
+        for ref, adapter in zip(refs, adapters, strict=True):
+            await app.registry.add(
+                ModelVersionInfo(
+                    ref, 1, str(base), "lora", str(adapter), "candidate", datetime.now(UTC)
+                )
+            )
+            await app.registry.activate(ref, 1, actor="bench")
+
+        def request(i: int, new_tokens: int) -> GenerationRequest:
+            settings_ = app.settings.default_sampling().merged(
+                {**SAMPLING, "max_new_tokens": new_tokens, "seed": i, "repetition_penalty": 1.0}
+            )
+            return GenerationRequest(refs[i % CHANNELS], settings_, prompt=texts[i])
+
+        # Warm-up: load the base and every adapter.
+        await asyncio.gather(*(app.generator.generate(request(i, 2)) for i in range(CHANNELS)))
+        memory = rss_mb() - before
+
+        async def timed(i: int) -> tuple[int, float]:
+            result = await app.generator.generate(request(i, NEW_TOKENS))
+            return result.new_tokens, time.perf_counter() - started
+
+        started = time.perf_counter()
+        results = await asyncio.gather(*(timed(i) for i in range(REQUESTS)))
+        seconds = time.perf_counter() - started
+    return SideResult(sum(n for n, _ in results), seconds, [t for _, t in results], memory)
+
+
+def _side_main(side: str, workdir: str, threads: str) -> None:
+    """Entry point of one side's process; prints its result as JSON."""
+    import bot  # noqa: F401  (thread and wait-policy environment before torch loads)
+
+    base, adapters, texts = prepare(Path(workdir))
+    if side == "baseline":
+        result = run_baseline(base, adapters, texts, int(threads))
+    else:
+        result = asyncio.run(run_tsuzuki(base, adapters, texts, int(threads), Path(workdir)))
+    print(json.dumps(result.__dict__))
+
+
+def run_side(side: str, workdir: Path, threads: int) -> SideResult:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot.benchmarks.serve", side, str(workdir), str(threads)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{side} side failed:\n{proc.stderr[-2000:]}")
+    data: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return SideResult(**data)
+
+
+def report(baseline: SideResult, ours: SideResult) -> list[str]:
+    def line(name: str, r: SideResult) -> str:
+        return (
+            f"{name:<10} {r.tokens_per_s:8.1f} tokens/s  p50 {percentile(r.latencies, 0.5):6.2f}s"
+            f"  p95 {percentile(r.latencies, 0.95):6.2f}s  memory {r.memory_mb:7.0f} MiB"
+        )
+
+    return [
+        line("baseline", baseline),
+        line("tsuzuki", ours),
+        f"throughput {ours.tokens_per_s / baseline.tokens_per_s:.2f}x the baseline (target ≥ 6x);"
+        f" memory {ours.memory_mb / baseline.memory_mb:.2f} of the baseline's (target ≤ 0.25)",
+    ]
+
+
+if __name__ == "__main__":
+    _side_main(*sys.argv[1:4])
