@@ -63,6 +63,11 @@ def run_baseline(base: Path, adapters: list[Path], texts: list[str], threads: in
         merged = PeftModel.from_pretrained(
             AutoModelForCausalLM.from_pretrained(base), adapter
         ).merge_and_unload()
+        # Each channel's merged model is its own file in real use; here all 8 were
+        # mapped from the same base file, so give each its own memory as it would have.
+        with torch.no_grad():
+            for param in merged.parameters():
+                param.data = param.data.clone()
         pipes.append(pipeline("text-generation", model=merged.eval(), tokenizer=tokenizer))
     memory = rss_mb() - before
     kwargs = {"max_new_tokens": NEW_TOKENS, "min_new_tokens": NEW_TOKENS, "do_sample": True}

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bot.domain import SamplingSettings
+from bot.engine.lora import BASE_SLOT, AdapterSet
 from bot.generation.sampling import pick_next
 
 if TYPE_CHECKING:
@@ -27,38 +28,33 @@ class Row:
     seed: int
     max_new_tokens: int
     eos_id: int | None
-    adapter: str | None = None  # LoRA adapter name; None: the base model itself
+    adapter: int = BASE_SLOT  # the row's LoRA adapter slot; 0: the base model itself
 
 
-BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in mixed-adapter batches
-
-
-def decode_rows(model: Any, rows: list[Row], *, mixed: bool) -> list[list[int]]:
-    """New tokens of each row, up to (not including) its end-of-message token. `mixed`:
-    the model is a peft model with adapters, and each row names its own (or the base)."""
+def decode_rows(model: Any, rows: list[Row], lora: AdapterSet | None = None) -> list[list[int]]:
+    """New tokens of each row, up to (not including) its end-of-message token. With
+    `lora`, each row runs with its own adapter slot."""
     import torch
     from transformers import DynamicCache
 
     device = model.device
-    adapters = [r.adapter or BASE_ADAPTER for r in rows]
 
-    def forward(ids: torch.Tensor, cache: Any, names: list[str], **kw: Any) -> torch.Tensor:
-        extra = {"adapter_names": names} if mixed else {}
+    def forward(ids: torch.Tensor, cache: Any, slots: list[int], **kw: Any) -> torch.Tensor:
+        if lora is not None:
+            lora.select(slots)
         # Only the last position's logits are needed: on a prompt this skips the
         # output layer (vocab x width) for every other token.
-        out = model(
-            input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1, **kw, **extra
-        )
+        out = model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1, **kw)
         return out.logits[:, -1, :]
 
     with torch.inference_mode():
         # 1. Prefill each prompt on its own: no compute on padding, and exactly the
         #    numbers the row would get alone.
         caches, first = [], []
-        for row, name in zip(rows, adapters, strict=True):
+        for row in rows:
             cache = DynamicCache()
             ids = torch.tensor([row.prompt_ids], dtype=torch.long, device=device)
-            first.append(forward(ids, cache, [name])[0])
+            first.append(forward(ids, cache, [row.adapter])[0])
             caches.append(cache)
 
         # 2. One cache for the batch: each row's keys and values left-padded to the
@@ -111,7 +107,7 @@ def decode_rows(model: Any, rows: list[Row], *, mixed: bool) -> list[list[int]]:
             logits = forward(
                 step_ids,
                 cache,
-                [adapters[i] for i in live],
+                [rows[i].adapter for i in live],
                 attention_mask=mask,
                 position_ids=positions,
             )

@@ -2,20 +2,20 @@
 memory (least recently used out first).
 
 A channel trained with LoRA costs a few MB of adapter, not another full model: its
-requests run on the shared base with the channel's adapter applied per row. Touched
-only on the device thread, so it needs no lock.
+requests run on the shared base with the channel's adapter applied per row
+(bot/engine/lora.py). Touched only on the device thread, so it needs no lock.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot.engine.lora import BASE_SLOT, AdapterSet
 from bot.engine.quantize import quantize_int8
 from bot.generation.loading import ADAPTER_CONFIG, LoadedModel, load_directory, load_hub
 from bot.generation.resolver import ModelSource
@@ -25,22 +25,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ServingModel:
-    loaded: LoadedModel  # .model becomes a peft model once an adapter is attached
+    loaded: LoadedModel
     nbytes: int
-    adapters: OrderedDict[str, str] = field(default_factory=OrderedDict)  # path → name
-
-    @property
-    def mixed(self) -> bool:
-        return bool(self.adapters)
+    lora: AdapterSet | None = None  # the channels' adapters, once one is asked for
 
 
 def model_bytes(model: Any) -> int:
     return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
-
-
-def adapter_name(path: str) -> str:
-    # peft keeps adapters in module dicts: names must be identifiers, not paths.
-    return "v_" + hashlib.sha1(path.encode()).hexdigest()[:12]
 
 
 class ModelCache:
@@ -54,15 +45,15 @@ class ModelCache:
     def nbytes(self) -> int:
         return sum(m.nbytes for m in self._models.values())
 
-    def get(self, source: ModelSource) -> tuple[ServingModel, str | None]:
-        """The serving model for `source`, and the adapter name its rows use."""
+    def get(self, source: ModelSource) -> tuple[ServingModel, int]:
+        """The serving model for `source`, and the adapter slot its rows use (0: none)."""
         adapter_config = Path(source.location) / ADAPTER_CONFIG
         if source.kind == "directory" and adapter_config.is_file():
             base = json.loads(adapter_config.read_text(encoding="utf-8"))["base_model_name_or_path"]
             serving = self._base(base, base, quantize=False)
             return serving, self._adapter(serving, source.location)
         hub = source.kind == "hub"
-        return self._base(source.location, source.name, hub=hub, quantize=self.int8), None
+        return self._base(source.location, source.name, hub=hub, quantize=self.int8), BASE_SLOT
 
     def _base(self, location: str, name: str, *, quantize: bool, hub: bool = False) -> ServingModel:
         # An int8 copy and a float copy (for adapters) of one model are separate entries.
@@ -85,22 +76,9 @@ class ModelCache:
             log.info("model cache: evicted %s", evicted)
         return serving
 
-    def _adapter(self, serving: ServingModel, path: str) -> str:
-        if path in serving.adapters:
-            serving.adapters.move_to_end(path)
-            return serving.adapters[path]
-        from peft import PeftModel
-
-        name = adapter_name(path)
-        model = serving.loaded.model
-        if isinstance(model, PeftModel):
-            model.load_adapter(path, adapter_name=name)
-        else:
-            serving.loaded.model = PeftModel.from_pretrained(model, path, adapter_name=name)
-        serving.loaded.model.eval()
-        serving.adapters[path] = name
+    def _adapter(self, serving: ServingModel, path: str) -> int:
+        if serving.lora is None:
+            serving.lora = AdapterSet(serving.loaded.model, self.max_adapters)
+        slot = serving.lora.slot(path)
         serving.nbytes = model_bytes(serving.loaded.model)
-        while len(serving.adapters) > self.max_adapters:
-            _, old = serving.adapters.popitem(last=False)
-            serving.loaded.model.delete_adapter(old)
-        return name
+        return slot

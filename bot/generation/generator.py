@@ -63,7 +63,7 @@ class LocalGenerator:
     def _generate_batch(self, items: Sequence[_Item]) -> list[BatchOutcome[GenerationResult]]:
         """Generates every item, one decoding loop per base model."""
         outcomes: list[BatchOutcome[GenerationResult]] = [BatchOutcome() for _ in items]
-        groups: dict[int, tuple[ServingModel, list[tuple[int, str | None]]]] = {}
+        groups: dict[int, tuple[ServingModel, list[tuple[int, int]]]] = {}
         for i, item in enumerate(items):
             try:
                 serving, adapter = self.cache.get(item.source)
@@ -85,7 +85,7 @@ class LocalGenerator:
         return outcomes
 
     def _generate_group(
-        self, serving: ServingModel, members: list[tuple[_Item, str | None]]
+        self, serving: ServingModel, members: list[tuple[_Item, int]]
     ) -> list[GenerationResult]:
         loaded = serving.loaded
         started = time.perf_counter()
@@ -127,7 +127,7 @@ class LocalGenerator:
                     )
                 )
                 owners.append(m)
-        new_tokens = decode_rows(loaded.model, rows, mixed=serving.mixed)
+        new_tokens = decode_rows(loaded.model, rows, serving.lora)
         seconds = time.perf_counter() - started
 
         results = []

@@ -85,7 +85,7 @@ async def test_lora_channels_share_one_base_in_one_batch(
         assert isinstance(app.generator, LocalGenerator)
         # One base in memory, with both channels' adapters on it.
         (serving,) = app.generator.cache._models.values()
-        assert len(serving.adapters) == 2
+        assert serving.lora is not None and len(serving.lora.slots) == 2
 
 
 async def test_a_full_queue_refuses_at_once() -> None:
