@@ -60,7 +60,7 @@ def decode_rows(model: Any, rows: list[Row], lora: AdapterSet | None = None) -> 
         # 2. One cache for the batch: each row's keys and values left-padded to the
         #    longest prompt, the padding masked out.
         width = max(len(r.prompt_ids) for r in rows)
-        cache = _merge_left_padded(caches, width)
+        cache = _merge_left_padded(caches, width, width + max(r.max_new_tokens for r in rows))
         mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
         for i, row in enumerate(rows):
             mask[i, width - len(row.prompt_ids) :] = 1
@@ -115,11 +115,12 @@ def decode_rows(model: Any, rows: list[Row], lora: AdapterSet | None = None) -> 
     return outputs
 
 
-def _merge_left_padded(caches: list[Any], width: int) -> Any:
+def _merge_left_padded(caches: list[Any], width: int, capacity: int) -> Any:
     import torch
     from transformers import DynamicCache
 
     merged = DynamicCache()
+    merged.layers = [_reserved_layer(capacity) for _ in caches[0].layers]
     for layer in range(len(caches[0].layers)):
         keys, values = [], []
         for cache in caches:
@@ -132,3 +133,50 @@ def _merge_left_padded(caches: list[Any], width: int) -> Any:
             values.append(v)
         merged.update(torch.cat(keys), torch.cat(values), layer)
     return merged
+
+
+def _reserved_layer(capacity: int) -> Any:
+    """A cache layer with room for the whole generation reserved up front: appending a
+    token writes in place instead of copying the whole cache (torch.cat) every step,
+    which took about a sixth of decoding time."""
+    from transformers.cache_utils import DynamicLayer
+
+    class ReservedLayer(DynamicLayer):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.length = 0
+            self.buffers: tuple[torch.Tensor, torch.Tensor] | None = None
+
+        def update(
+            self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            new = key_states.shape[-2]
+            if self.buffers is None or self.length + new > self.buffers[0].shape[-2]:
+                size = max(capacity, 2 * (self.length + new))
+                grown = []
+                for old, states in zip(
+                    self.buffers or (None, None), (key_states, value_states), strict=True
+                ):
+                    shape = (*states.shape[:-2], size, states.shape[-1])
+                    buffer = states.new_zeros(shape)
+                    if old is not None:
+                        buffer[..., : self.length, :] = old[..., : self.length, :]
+                    grown.append(buffer)
+                self.buffers = (grown[0], grown[1])
+                self.dtype, self.device = key_states.dtype, key_states.device
+                self.is_initialized = True
+            keys, values = self.buffers
+            keys[..., self.length : self.length + new, :] = key_states
+            values[..., self.length : self.length + new, :] = value_states
+            self.length += new
+            self.keys = keys[..., : self.length, :]
+            self.values = values[..., : self.length, :]
+            return self.keys, self.values
+
+        def batch_select_indices(self, indices: torch.Tensor) -> None:
+            if self.buffers is not None:
+                self.buffers = (self.buffers[0][indices], self.buffers[1][indices])
+                self.keys = self.buffers[0][..., : self.length, :]
+                self.values = self.buffers[1][..., : self.length, :]
+
+    return ReservedLayer()
