@@ -617,6 +617,26 @@ def bench_latency_cmd(
     _execute(work)
 
 
+@bench_cli.command("mixed")
+def bench_mixed_cmd() -> None:
+    """/continue latency while a training job runs, against idle."""
+    from bot.benchmarks import mixed
+
+    async def work(settings: Settings) -> None:
+        threads = settings.effective_torch_threads
+        with err.status("measuring idle, then during a LoRA training run…"):
+            result = await asyncio.to_thread(mixed.run, settings.data_dir / "bench", threads)
+        out.print(
+            f"{mixed.REQUESTS} requests one after another, {mixed.NEW_TOKENS} new tokens,"
+            f" 124M GPT-2, torch threads {threads}",
+            markup=False,
+        )
+        for line in mixed.report(result):
+            out.print(line, markup=False)
+
+    _execute(work)
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 

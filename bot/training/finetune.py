@@ -46,6 +46,9 @@ class TrainConfig:
     lora_alpha: int = 16  # adapter scale (alpha / r)
     lora_dropout: float = 0.05
     checkpoint_every: int = 25  # steps between checkpoints
+    # Blocks per device job (None: the whole step). Small slices let chat requests in
+    # between them; the gradient is the same either way.
+    micro_batch_size: int | None = 2
 
     @property
     def peak_lr(self) -> float:
@@ -106,6 +109,8 @@ class FineTune:
         self._optimizer: Any = None
         self._tokens: np.ndarray = np.zeros(0, dtype=np.uint32)
         self.block_size = 0
+        self._slices: list[np.ndarray] = []  # what is left of the current step
+        self._step_rows, self._step_loss, self._step_seconds = 0, 0.0, 0.0
 
     # --- set-up ----------------------------------------------------------------------
 
@@ -144,46 +149,63 @@ class FineTune:
 
     # --- one step --------------------------------------------------------------------
 
-    def step(self) -> StepResult:
+    def work(self) -> StepResult | None:
+        """One slice of the current step: `micro_batch_size` blocks forward and
+        backward. The step's last slice also updates the weights and returns the
+        step's result; other slices return None. Slices are separate device jobs, so a
+        chat request waits for at most one slice, not a whole step."""
         import torch
 
-        started = time.perf_counter()
         cfg = self.config
-        lr = cfg.lr_at(self.state.step, self.state.seconds)
-        for group in self._optimizer.param_groups:
-            group["lr"] = lr
-        # 1. Blocks for this step, chosen by (seed, step): a resumed run sees the same
-        #    data it would have seen without the interruption.
-        rng = np.random.default_rng([cfg.seed, self.state.step])
+        if not self._slices:
+            # 1. Blocks for this step, chosen by (seed, step): a resumed run sees the
+            #    same data it would have seen without the interruption.
+            rng = np.random.default_rng([cfg.seed, self.state.step])
+            blocks = np.concatenate([self._batch(rng) for _ in range(cfg.grad_accum)])
+            size = cfg.micro_batch_size or len(blocks)
+            self._slices = [blocks[i : i + size] for i in range(0, len(blocks), size)]
+            self._step_rows, self._step_loss, self._step_seconds = len(blocks), 0.0, 0.0
+        started = time.perf_counter()
+        batch = self._slices.pop(0)
         device = self.model.device
-        total = 0.0
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
-        for _ in range(cfg.grad_accum):
-            batch = self._batch(rng)
-            x = torch.from_numpy(batch[:, :-1].astype(np.int64)).to(device)
-            y = torch.from_numpy(batch[:, 1:].astype(np.int64)).to(device)
-            # 2. Forward and backward; the loss is scaled so accumulated micro-batches
-            #    add up to the mean.
-            with autocast:
-                logits = self.model(input_ids=x).logits
-            loss = torch.nn.functional.cross_entropy(
-                logits.float().reshape(-1, logits.size(-1)), y.reshape(-1)
-            )
-            (loss / cfg.grad_accum).backward()
-            total += float(loss.detach()) / cfg.grad_accum
-        # 3. Clip and update.
+        x = torch.from_numpy(batch[:, :-1].astype(np.int64)).to(device)
+        y = torch.from_numpy(batch[:, 1:].astype(np.int64)).to(device)
+        # 2. Forward and backward; each slice's loss is weighted by its share of the
+        #    step's blocks, so the accumulated gradient is that of the step's mean.
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            logits = self.model(input_ids=x).logits
+        loss = torch.nn.functional.cross_entropy(
+            logits.float().reshape(-1, logits.size(-1)), y.reshape(-1)
+        )
+        share = len(batch) / self._step_rows
+        (loss * share).backward()
+        self._step_loss += float(loss.detach()) * share
+        self._step_seconds += time.perf_counter() - started
+        if self._slices:
+            return None
+
+        # 3. The step's last slice: clip and update at this step's learning rate.
+        started = time.perf_counter()
+        for group in self._optimizer.param_groups:
+            group["lr"] = cfg.lr_at(self.state.step, self.state.seconds)
         torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], 1.0)
         self._optimizer.step()
         self._optimizer.zero_grad(set_to_none=True)
-        tokens = cfg.grad_accum * cfg.batch_size * self.block_size
-        seconds = time.perf_counter() - started
+        seconds = self._step_seconds + time.perf_counter() - started
+        tokens = self._step_rows * self.block_size
         self.state.step += 1
         self.state.tokens_seen += tokens
         self.state.seconds += seconds
-        self.state.losses.append(total)
+        self.state.losses.append(self._step_loss)
         if self.state.step % cfg.checkpoint_every == 0 and not self.done:
             self.save_checkpoint()
-        return StepResult(self.state.step, total, tokens, seconds)
+        return StepResult(self.state.step, self._step_loss, tokens, seconds)
+
+    def step(self) -> StepResult:
+        """One whole optimizer step (all of its slices)."""
+        while (result := self.work()) is None:
+            pass
+        return result
 
     def _batch(self, rng: np.random.Generator) -> np.ndarray:
         span = self.block_size + 1

@@ -145,8 +145,8 @@ class TrainingService:
         if resumed:
             log.info("%s: resuming training at step %d", ref, resumed_at)
         while not trainer.done:
-            result = await self.worker.run(trainer.step, priority=Priority.TRAINING)
-            if progress is not None:
+            result = await self.worker.run(trainer.work, priority=Priority.TRAINING)
+            if result is not None and progress is not None:
                 progress(result, config.max_steps)
         result_eval = await self.worker.run(trainer.evaluate, eval_texts)
 

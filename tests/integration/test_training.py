@@ -97,19 +97,19 @@ async def test_a_killed_run_resumes_from_its_checkpoint(
 ) -> None:
     await ready_channel(local_app)
     options = TrainOptions(**{**QUICK.__dict__, "checkpoint_every": 10})
-    real_step = FineTune.step
+    real_work = FineTune.work
 
-    def dying_step(self: FineTune):  # type: ignore[no-untyped-def]
+    def dying_work(self: FineTune):  # type: ignore[no-untyped-def]
         if self.state.step == 14:
             raise KeyboardInterrupt  # the process is killed mid-run
-        return real_step(self)
+        return real_work(self)
 
-    monkeypatch.setattr(FineTune, "step", dying_step)
+    monkeypatch.setattr(FineTune, "work", dying_work)
     with pytest.raises(KeyboardInterrupt):
         await local_app.training.train(REF, options)
     assert await local_app.registry.active(REF) is None  # nothing half-done is active
     assert await local_app.registry.versions(REF) == []
-    monkeypatch.setattr(FineTune, "step", real_step)
+    monkeypatch.setattr(FineTune, "work", real_work)
     outcome = await local_app.training.train(REF, options)
     assert outcome.resumed_at_step == 10
     assert outcome.promoted
@@ -187,21 +187,21 @@ async def test_an_interrupted_job_is_resumed_on_start(
     await ready_channel(local_app)
     payload = {**QUICK.__dict__, "checkpoint_every": 10}
     job = await local_app.jobs.enqueue("train", REF, payload)
-    real_step = FineTune.step
+    real_work = FineTune.work
 
-    def dying_step(self: FineTune):  # type: ignore[no-untyped-def]
+    def dying_work(self: FineTune):  # type: ignore[no-untyped-def]
         if self.state.step == 23:
             raise KeyboardInterrupt
-        return real_step(self)
+        return real_work(self)
 
-    monkeypatch.setattr(FineTune, "step", dying_step)
+    monkeypatch.setattr(FineTune, "work", dying_work)
     with pytest.raises(KeyboardInterrupt):
         await local_app.runner.run_pending()
     (row,) = await local_app.jobs.recent()
     assert (row.id, row.status) == (job.id, "running")  # the process "died" mid-job
 
     # The next start: interrupted jobs are queued again and resume from the checkpoint.
-    monkeypatch.setattr(FineTune, "step", real_step)
+    monkeypatch.setattr(FineTune, "work", real_work)
     steps: list[int] = []
     assert await local_app.jobs.requeue_interrupted() == 1
     await local_app.runner.run_pending(progress=lambda job: lambda r, total: steps.append(r.step))

@@ -1,0 +1,101 @@
+"""`tsuzuki bench mixed`: `/continue` latency while a training run is under way,
+against the same requests with the device idle, in one process on one model.
+
+The model is the 124M-shaped base; training is a LoRA fine-tune of another channel
+over the same base, on the demo history. Requests come one after another, so each
+measures what a user would wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.benchmarks.fixtures import build_base, percentile, prompts
+from bot.demo import DEMO_HISTORY
+
+NEW_TOKENS = 64
+REQUESTS = 8
+
+
+@dataclass(frozen=True)
+class MixedResult:
+    idle: list[float]
+    training: list[float]
+    steps_during: int  # training steps completed while the requests ran
+
+
+async def _measure(workdir: Path, threads: int) -> MixedResult:
+    from transformers import AutoTokenizer
+
+    from bot.app import running_app
+    from bot.config import load_settings
+    from bot.domain import ChannelRef, GenerationRequest
+    from bot.importing.service import import_history
+    from bot.training.service import TrainOptions
+
+    base = build_base(workdir / "base")
+    texts = prompts(AutoTokenizer.from_pretrained(base), REQUESTS, 30, 80, seed=3)
+    db = workdir / f"mixed-{time.time_ns()}.db"
+    settings = load_settings(
+        data_dir=workdir / f"mixed-{time.time_ns()}",
+        database_url=f"sqlite+aiosqlite:///{db}",
+        base_model=str(base),
+        torch_threads=threads,
+    )
+    chat, club = ChannelRef.parse("console:chat"), ChannelRef.parse("console:club")
+    async with running_app(settings) as app:
+        sampling = app.settings.default_sampling().merged(
+            {"max_new_tokens": NEW_TOKENS, "repetition_penalty": 1.0}
+        )
+
+        async def latencies() -> list[float]:
+            out = []
+            for i, text in enumerate(texts):
+                started = time.perf_counter()
+                await app.generator.generate(
+                    GenerationRequest(chat, sampling.merged({"seed": i}), prompt=text)
+                )
+                out.append(time.perf_counter() - started)
+            return out
+
+        await app.generator.generate(GenerationRequest(chat, sampling, prompt="warm-up"))
+        idle = await latencies()
+
+        await import_history(app.messages, DEMO_HISTORY, "jsonl", club)
+        await app.channels.set_training(club, True, actor="bench")
+        steps: list[int] = []
+        under_way = asyncio.Event()
+
+        def progress(step: object, total: int) -> None:
+            steps.append(1)
+            under_way.set()
+
+        training = asyncio.create_task(
+            app.training.train(club, TrainOptions(max_steps=10_000, batch_size=8), progress)
+        )
+        await under_way.wait()
+        before = len(steps)
+        busy = await latencies()
+        during = len(steps) - before
+        training.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await training
+    return MixedResult(idle, busy, during)
+
+
+def run(workdir: Path, threads: int) -> MixedResult:
+    return asyncio.run(_measure(workdir, threads))
+
+
+def report(r: MixedResult) -> list[str]:
+    idle95, busy95 = percentile(r.idle, 0.95), percentile(r.training, 0.95)
+    return [
+        f"idle            p50 {percentile(r.idle, 0.5):6.2f}s  p95 {idle95:6.2f}s",
+        f"while training  p50 {percentile(r.training, 0.5):6.2f}s  p95 {busy95:6.2f}s"
+        f"  ({r.steps_during} training steps done meanwhile)",
+        f"p95 while training is {busy95 / idle95:.2f}x idle (target ≤ 2x)",
+    ]
