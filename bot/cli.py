@@ -617,6 +617,29 @@ def bench_latency_cmd(
     _execute(work)
 
 
+@bench_cli.command("train")
+def bench_train_cmd() -> None:
+    """Useful tokens/s of Tsuzuki's packed fine-tune vs transformers.Trainer with
+    per-message padding, same base, data and token count; held-out loss for both."""
+    from bot.benchmarks import train as train_bench
+
+    async def work(settings: Settings) -> None:
+        threads = settings.effective_torch_threads
+        with err.status("training both ways…"):
+            baseline, ours = await asyncio.to_thread(
+                train_bench.run, settings.data_dir / "bench", threads
+            )
+        out.print(
+            f"{train_bench.USEFUL_TOKENS} useful tokens, batch {train_bench.BATCH}, "
+            f"block {train_bench.BLOCK}, mini-shaped GPT-2, torch threads {threads}",
+            markup=False,
+        )
+        for line in train_bench.report(baseline, ours):
+            out.print(line, markup=False)
+
+    _execute(work)
+
+
 @bench_cli.command("mixed")
 def bench_mixed_cmd() -> None:
     """/continue latency while a training job runs, against idle."""
