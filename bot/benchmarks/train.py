@@ -7,6 +7,8 @@ with both models' loss on the same held-out messages.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import math
 import tempfile
 import time
@@ -18,7 +20,7 @@ from bot.benchmarks.fixtures import build_base, demo_texts
 
 # A small GPT-2 (the `scratch:mini` shape), so both sides finish in a few minutes.
 SHAPE = {"n_layer": 4, "n_head": 4, "n_embd": 256, "n_positions": 512}
-USEFUL_TOKENS = 30_000
+USEFUL_TOKENS = 10_000
 BATCH = 8
 BLOCK = 128
 LEARNING_RATE = 1e-3
@@ -89,7 +91,8 @@ def _baseline(base: Path, train: list[str], held_out: list[str], out: Path) -> T
         data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
     )
     started = time.perf_counter()
-    trainer.train()
+    with contextlib.redirect_stdout(io.StringIO()):  # Trainer prints its own summary
+        trainer.train()
     seconds = time.perf_counter() - started
     loss = evaluate_texts(model, tokenizer, held_out, BLOCK).loss
     return TrainSide(round(steps * BATCH * mean_useful), seconds, loss)
