@@ -125,6 +125,12 @@ def run(
             await app.channels.ensure(ref, ref.channel)
             if demo:
                 await _prepare_demo(app, ref)
+            if settings.metrics_port:
+                from prometheus_client import start_http_server
+
+                start_http_server(
+                    settings.metrics_port, addr="127.0.0.1", registry=app.worker.metrics.registry
+                )
             scheduler = build_scheduler(settings, app.runner)
             start_scheduler(scheduler, settings)
             runner = asyncio.create_task(app.runner.serve(), name="job-runner")
@@ -451,6 +457,45 @@ async def _run_job(app: Any, job: Any) -> Any:
             out.print(f"not promoted: {outcome.reason}", markup=False)
         out.print(f"loss curve: {v.path}/loss.png", markup=False)
     return result
+
+
+@cli.command()
+def status() -> None:
+    """What the running bot is doing: queue, batches, tokens/s, latency, training."""
+    import urllib.request
+
+    from bot.app import running_app
+    from bot.engine.metrics import summarise
+
+    async def work(settings: Settings) -> None:
+        if not settings.metrics_port:
+            out.print(
+                "metrics are off: set TSUZUKI_METRICS_PORT for the bot to publish them",
+                markup=False,
+            )
+        else:
+            url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
+
+            def fetch() -> str:
+                with urllib.request.urlopen(url, timeout=3) as response:
+                    return str(response.read().decode())
+
+            try:
+                text = await asyncio.to_thread(fetch)
+            except OSError:
+                out.print(f"no bot is publishing metrics at {url}", markup=False)
+            else:
+                for line in summarise(text):
+                    out.print(line, markup=False)
+        async with running_app(settings) as app:
+            jobs = await app.jobs.recent(200)
+        active = [j for j in jobs if j.status in ("queued", "running")]
+        for j in active:
+            out.print(f"job {j.id}: {j.kind} {j.channel} {j.status} {j.progress:.0%}", markup=False)
+        if not active:
+            out.print("no queued or running jobs", markup=False)
+
+    _execute(work)
 
 
 @cli.command()

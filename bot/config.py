@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     batch_window_ms: float = Field(default=20.0, ge=0, le=1000)
     # Memory for models kept loaded (bases; LoRA adapters ride on them).
     model_cache_mb: int = Field(default=4096, ge=64)
+    # Prometheus metrics on http://127.0.0.1:PORT/metrics while the bot runs (0: off);
+    # `tsuzuki status` reads them from there.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
     # Serve models that have no LoRA adapters with int8 weights on the CPU: about 3x
     # faster decoding, eval loss within 0.1%. Off by default: int8 activations are
     # quantized per batch, so a seeded request may read slightly differently in a

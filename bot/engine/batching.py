@@ -10,6 +10,7 @@ so finished rows stop costing compute.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,13 @@ class Row:
     adapter: int = BASE_SLOT  # the row's LoRA adapter slot; 0: the base model itself
 
 
-def decode_rows(model: Any, rows: list[Row], lora: AdapterSet | None = None) -> list[list[int]]:
+@dataclass
+class Decoded:
+    tokens: list[list[int]]  # each row's new tokens
+    first_token_at: float  # perf_counter() when every row had its first token
+
+
+def decode_rows(model: Any, rows: list[Row], lora: AdapterSet | None = None) -> Decoded:
     """New tokens of each row, up to (not including) its end-of-message token. With
     `lora`, each row runs with its own adapter slot."""
     import torch
@@ -70,6 +77,7 @@ def decode_rows(model: Any, rows: list[Row], lora: AdapterSet | None = None) -> 
         outputs: list[list[int]] = [[] for _ in rows]
         live = list(range(len(rows)))  # which rows are still in the batch, in batch order
         logits = torch.stack(first)
+        first_token_at = time.perf_counter()
         for step in range(max(r.max_new_tokens for r in rows)):
             # 3. Each row picks its token with its own settings and random generator.
             chosen: list[int] = []
@@ -112,7 +120,7 @@ def decode_rows(model: Any, rows: list[Row], lora: AdapterSet | None = None) -> 
                 position_ids=positions,
             )
             positions = positions + 1
-    return outputs
+    return Decoded(outputs, first_token_at)
 
 
 def _merge_left_padded(caches: list[Any], width: int, capacity: int) -> Any:

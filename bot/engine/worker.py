@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from bot import messages as M
+from bot.engine.metrics import EngineMetrics
 from bot.errors import BusyError
 
 T = TypeVar("T")
@@ -107,7 +108,9 @@ class DeviceWorker:
         max_pending: int = 64,
         max_batch: int = 16,
         batch_window_s: float = 0.005,
+        metrics: EngineMetrics | None = None,
     ) -> None:
+        self.metrics = metrics or EngineMetrics()
         self.max_pending = max_pending  # interactive requests waiting at most
         self.max_batch = max_batch  # rows of one generation batch at most
         self.batch_window_s = batch_window_s  # wait this long for more requests to batch
@@ -149,8 +152,10 @@ class DeviceWorker:
         if priority == Priority.INTERACTIVE:
             with self._lock:
                 if self._pending_interactive >= self.max_pending:
+                    self.metrics.refused.inc()
                     raise BusyError(M.t("busy"))
                 self._pending_interactive += 1
+                self.metrics.queue_depth.set(self._pending_interactive)
         self._queue.put((int(priority), next(self._seq), job))
         return job
 
@@ -161,6 +166,7 @@ class DeviceWorker:
             if priority == Priority.INTERACTIVE:
                 with self._lock:
                     self._pending_interactive -= 1
+                    self.metrics.queue_depth.set(self._pending_interactive)
 
     def close(self) -> None:
         self._queue.put((-1, next(self._seq), None))  # before anything else

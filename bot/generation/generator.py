@@ -56,6 +56,7 @@ class LocalGenerator:
         result: GenerationResult = await self.worker.submit(
             item, self._generate_batch, Priority.INTERACTIVE
         )
+        self.worker.metrics.latency.observe(time.perf_counter() - item.enqueued)
         return result
 
     # --- on the device thread ----------------------------------------------------------
@@ -127,8 +128,15 @@ class LocalGenerator:
                     )
                 )
                 owners.append(m)
-        new_tokens = decode_rows(loaded.model, rows, serving.lora)
+        decoded = decode_rows(loaded.model, rows, serving.lora)
+        new_tokens = decoded.tokens
         seconds = time.perf_counter() - started
+        metrics = self.worker.metrics
+        metrics.batch_rows.observe(len(rows))
+        metrics.tokens.inc(sum(len(t) for t in new_tokens))
+        metrics.generation_seconds.inc(seconds)
+        for item, _ in members:
+            metrics.first_token.observe(decoded.first_token_at - item.enqueued)
 
         results = []
         for m, (item, _) in enumerate(members):

@@ -146,7 +146,10 @@ class TrainingService:
             log.info("%s: resuming training at step %d", ref, resumed_at)
         while not trainer.done:
             result = await self.worker.run(trainer.work, priority=Priority.TRAINING)
-            if result is not None and progress is not None:
+            if result is None:
+                continue
+            self.worker.metrics.train_step.observe(result.seconds)
+            if progress is not None:
                 progress(result, config.max_steps)
         result_eval = await self.worker.run(trainer.evaluate, eval_texts)
 

@@ -139,3 +139,33 @@ def test_training_from_the_command_line(env: dict[str, str], tmp_path: Path) -> 
     assert "no channel is due" in tsuzuki(env, "train", "--all-due").stdout
     answer = tsuzuki(env, "continue", "console:club", "織田信長は", "--seed", "1").stdout
     assert answer.startswith("織田信長は")
+
+
+def test_status_reads_the_running_bots_metrics(env: dict[str, str]) -> None:
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    env = env | {"TSUZUKI_METRICS_PORT": port, "TSUZUKI_SEED": "1"}
+    bot = subprocess.Popen(
+        [TSUZUKI, "run"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert bot.stdin is not None and bot.stdout is not None
+        bot.stdin.write("/continue 織田信長は、\n")
+        bot.stdin.flush()
+        assert bot.stdout.readline().startswith("織田信長は、")  # answered: metrics recorded
+        deadline = time.monotonic() + 30
+        while True:
+            status = tsuzuki(env, "status").stdout
+            if "requests 1:" in status or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert "requests 1: latency p50" in status
+        assert "batches 1, mean rows 1.0" in status
+    finally:
+        bot.stdin.close()  # type: ignore[union-attr]
+        bot.wait(timeout=60)
+    assert bot.returncode == 0
