@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -107,3 +108,18 @@ def rss_mb() -> float:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def bench_settings(workdir: Path, name: str, base: Path, threads: int, **overrides: Any) -> Any:
+    """Settings for a benchmark's own app: a fresh SQLite database and data directory
+    under `workdir`, serving `base`."""
+    from bot.config import load_settings
+
+    run = workdir / f"{name}-{time.time_ns()}"
+    return load_settings(
+        data_dir=run,
+        database_url=f"sqlite+aiosqlite:///{run}.db",
+        base_model=str(base),
+        torch_threads=threads,
+        **overrides,
+    )

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.benchmarks.fixtures import build_base, demo_texts, prompts
+from bot.benchmarks.fixtures import bench_settings, build_base, demo_texts, prompts
 
 NEW_TOKENS = 64
 PROMPT_TOKENS = 50
@@ -60,17 +60,9 @@ async def _tsuzuki(
     base: Path, text: str, runs: int, threads: int, int8: bool, workdir: Path
 ) -> float:
     from bot.app import running_app
-    from bot.config import load_settings
     from bot.domain import ChannelRef, GenerationRequest
 
-    db = workdir / f"latency-{time.time_ns()}.db"
-    settings = load_settings(
-        data_dir=workdir / "data",
-        database_url=f"sqlite+aiosqlite:///{db}",
-        base_model=str(base),
-        torch_threads=threads,
-        serve_int8=int8,
-    )
+    settings = bench_settings(workdir, "latency", base, threads, serve_int8=int8)
     ref = ChannelRef.parse("console:latency")
     times = []
     async with running_app(settings) as app:

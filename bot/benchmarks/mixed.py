@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.benchmarks.fixtures import build_base, percentile, prompts
+from bot.benchmarks.fixtures import bench_settings, build_base, percentile, prompts
 from bot.demo import DEMO_HISTORY
 
 NEW_TOKENS = 64
@@ -32,20 +32,13 @@ async def _measure(workdir: Path, threads: int) -> MixedResult:
     from transformers import AutoTokenizer
 
     from bot.app import running_app
-    from bot.config import load_settings
     from bot.domain import ChannelRef, GenerationRequest
     from bot.importing.service import import_history
     from bot.training.service import TrainOptions
 
     base = build_base(workdir / "base")
     texts = prompts(AutoTokenizer.from_pretrained(base), REQUESTS, 30, 80, seed=3)
-    db = workdir / f"mixed-{time.time_ns()}.db"
-    settings = load_settings(
-        data_dir=workdir / f"mixed-{time.time_ns()}",
-        database_url=f"sqlite+aiosqlite:///{db}",
-        base_model=str(base),
-        torch_threads=threads,
-    )
+    settings = bench_settings(workdir, "mixed", base, threads)
     chat, club = ChannelRef.parse("console:chat"), ChannelRef.parse("console:club")
     async with running_app(settings) as app:
         sampling = app.settings.default_sampling().merged(

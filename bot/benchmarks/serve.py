@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.benchmarks.fixtures import build_adapters, build_base, percentile, prompts, rss_mb
+from bot.benchmarks.fixtures import (
+    bench_settings,
+    build_adapters,
+    build_base,
+    percentile,
+    prompts,
+    rss_mb,
+)
 
 CHANNELS = 8
 REQUESTS = 16
@@ -89,17 +96,9 @@ async def run_tsuzuki(
     from datetime import UTC, datetime
 
     from bot.app import running_app
-    from bot.config import load_settings
     from bot.domain import ChannelRef, GenerationRequest, ModelVersionInfo
 
-    db = workdir / f"serve-{time.time_ns()}.db"
-    settings = load_settings(
-        data_dir=workdir / "data",
-        database_url=f"sqlite+aiosqlite:///{db}",
-        base_model=str(base),
-        torch_threads=threads,
-        max_batch=REQUESTS,
-    )
+    settings = bench_settings(workdir, "serve", base, threads, max_batch=REQUESTS)
     before = rss_mb()
     async with running_app(settings) as app:
         refs = [ChannelRef.parse(f"console:bench{i}") for i in range(CHANNELS)]
