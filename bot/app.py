@@ -31,6 +31,7 @@ from storage.repositories import (
     SqlJobStore,
     SqlMessageStore,
     SqlModelRegistry,
+    SqlUserStore,
 )
 
 
@@ -64,6 +65,8 @@ async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
     channels = SqlChannelStore(db)
     messages = SqlMessageStore(db)
     registry = SqlModelRegistry(db)
+    users = SqlUserStore(db)
+    jobs = SqlJobStore(db)
     worker: DeviceWorker = overrides.get("worker") or DeviceWorker(
         settings.effective_torch_threads,
         max_pending=settings.max_pending_requests,
@@ -74,6 +77,8 @@ async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
     generator: TextGenerator = overrides.get("generator") or LocalGenerator(
         resolver, worker, ModelCache(settings.model_cache_mb * 2**20, int8=settings.serve_int8)
     )
+    training = TrainingService(settings, channels, messages, registry, resolver, worker)
+    runner = JobRunner(settings, jobs, training, channels, messages, registry)
     commands = Commands(
         channels=channels,
         messages=messages,
@@ -85,11 +90,11 @@ async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
         reply_context_messages=settings.reply_context_messages,
         user_limit=RateLimiter(settings.rate_per_user_per_minute),
         channel_limit=RateLimiter(settings.rate_per_channel_per_minute),
+        users=users,
+        jobs=jobs,
+        on_job_queued=lambda: runner.wake(),
     )
-    core = Core(commands, Ingest(messages, commands), messages)
-    training = TrainingService(settings, channels, messages, registry, resolver, worker)
-    jobs = SqlJobStore(db)
-    runner = JobRunner(settings, jobs, training, channels, messages, registry)
+    core = Core(commands, Ingest(messages, commands, users), messages)
     return App(
         settings,
         db,

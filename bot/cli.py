@@ -111,15 +111,11 @@ def run(
     from bot.scheduler import build_scheduler, start_scheduler
 
     async def work(settings: Settings) -> None:
-        for name, token in (
-            ("Discord", settings.discord_token),
-            ("Slack", settings.slack_bot_token),
-        ):
-            if token is not None:
-                raise UserError(
-                    f"A {name} token is set, but this version of Tsuzuki has no {name} "
-                    "adapter yet; unset it to use the console channel."
-                )
+        if settings.slack_bot_token is not None:
+            raise UserError(
+                "TSUZUKI_SLACK_BOT_TOKEN is set, but this version of Tsuzuki has no Slack "
+                "adapter yet; unset it to use Discord or the console channel."
+            )
         ref = ChannelRef.parse(channel or settings.console_channel)
         async with running_app(settings) as app:
             await app.channels.ensure(ref, ref.channel)
@@ -135,9 +131,12 @@ def run(
             start_scheduler(scheduler, settings)
             runner = asyncio.create_task(app.runner.serve(), name="job-runner")
             try:
-                active = await app.registry.active(ref)
-                model = f"v{active.version}" if active else settings.base_model
-                await ConsoleAdapter(app.core, ref, model_name=model).run()
+                if settings.discord_token is not None:
+                    await _discord_adapter(app, settings).run()
+                else:
+                    active = await app.registry.active(ref)
+                    model = f"v{active.version}" if active else settings.base_model
+                    await ConsoleAdapter(app.core, ref, model_name=model).run()
             finally:
                 runner.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -145,6 +144,19 @@ def run(
                 scheduler.shutdown(wait=False)
 
     _execute(work)
+
+
+def _discord_adapter(app: Any, settings: Settings) -> Any:
+    from adapters.discord_adapter import DiscordAdapter
+
+    assert settings.discord_token is not None
+    return DiscordAdapter(
+        app.core,
+        settings.discord_token.get_secret_value(),
+        sync_guild=settings.discord_sync_guild,
+        api_url=settings.discord_api_url,
+        gateway_url=settings.discord_gateway_url,
+    )
 
 
 async def _prepare_demo(app: Any, ref: ChannelRef) -> None:

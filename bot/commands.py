@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from bot import messages as M
@@ -24,7 +24,14 @@ from bot.domain import (
 )
 from bot.engine.ratelimit import RateLimiter
 from bot.errors import BusyError, UserError
-from bot.ports import ChannelStore, MessageStore, ModelRegistry, TextGenerator
+from bot.ports import (
+    ChannelStore,
+    JobStore,
+    MessageStore,
+    ModelRegistry,
+    TextGenerator,
+    UserStore,
+)
 
 
 @dataclass(frozen=True)
@@ -75,7 +82,13 @@ class Commands:
         reply_context_messages: int,
         user_limit: RateLimiter | None = None,
         channel_limit: RateLimiter | None = None,
+        users: UserStore | None = None,
+        jobs: JobStore | None = None,
+        on_job_queued: Callable[[], None] = lambda: None,
     ) -> None:
+        self.users = users
+        self.jobs = jobs
+        self.on_job_queued = on_job_queued
         self.channels = channels
         self.messages = messages
         self.registry = registry
@@ -206,6 +219,27 @@ class Commands:
         await self.channels.set_training(ctx.channel, enabled, actor=ctx.actor_id)
         return Reply.info(M.t("training_on" if enabled else "training_off", channel=ctx.channel))
 
+    async def opt(self, ctx: CommandContext, out: bool) -> Reply:
+        """A user's own consent: opting out forgets their messages in this workspace."""
+        assert self.users is not None
+        ref = ctx.channel
+        count = await self.users.set_opted_out(
+            ref.platform, ref.workspace, ctx.actor.id, out, actor=ctx.actor_id
+        )
+        return Reply.info(M.t("opted_out", count=count) if out else M.t("opted_in"))
+
+    async def queue_training(self, ctx: CommandContext) -> Reply:
+        """Queues a training run for the channel now (consent is checked when it runs,
+        and here, so nobody waits for a job that will refuse)."""
+        self._require_admin(ctx)
+        assert self.jobs is not None
+        channel = await self.channels.get(ctx.channel)
+        if channel is None or not channel.training_enabled:
+            raise UserError(M.t("training_disabled", channel=ctx.channel))
+        job = await self.jobs.enqueue("train", ctx.channel, {}, priority=5)
+        self.on_job_queued()
+        return Reply.info(M.t("training_queued", channel=ctx.channel, job=job.id))
+
     async def models(self, ctx: CommandContext) -> Reply:
         versions = await self.registry.versions(ctx.channel)
         if not versions:
@@ -241,6 +275,10 @@ class Commands:
             return await self._models_text(ctx, rest.split())
         if name == "training" and rest.strip() in ("on", "off"):
             return await self.training(ctx, rest.strip() == "on")
+        if name == "train":
+            return await self.queue_training(ctx)
+        if name in ("optout", "optin"):
+            return await self.opt(ctx, name == "optout")
         if name == "help":
             return Reply.info(M.t("help"))
         raise UserError(M.t("unknown_command", name="/" + name))

@@ -92,6 +92,11 @@ class Settings(BaseSettings):
 
     # Platform credentials: all optional; an adapter starts only when its token is set.
     discord_token: SecretStr | None = None
+    # Discord: another REST base and gateway (a proxy; the fake in tests), and a guild
+    # to sync slash commands to at once (development; global sync can take an hour).
+    discord_api_url: str | None = None
+    discord_gateway_url: str | None = None
+    discord_sync_guild: int | None = None
     slack_bot_token: SecretStr | None = None
     slack_app_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None

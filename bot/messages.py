@@ -210,6 +210,22 @@ CATALOG: dict[str, dict[Locale, str]] = {
         "en": "Usage: /models [list] | /models activate VERSION | /models rollback",
         "ja": "使い方: /models [list] | /models activate バージョン | /models rollback",
     },
+    "opted_out": {
+        "en": "You are opted out: your messages here are forgotten ({count} deleted) and will not be stored or used for training.",
+        "ja": "オプトアウトしました。あなたのメッセージは削除され（{count} 件）、今後は保存も学習への利用もされません。",
+    },
+    "opted_in": {
+        "en": "You are opted in again: your new messages will be kept and may train this channel's model.",
+        "ja": "オプトインしました。今後のメッセージは保存され、モデルの学習に使われることがあります。",
+    },
+    "training_queued": {
+        "en": "Training for {channel} is queued (job {job}). `/models` shows the result when it is done.",
+        "ja": "{channel} の学習を予約しました（ジョブ {job}）。終わったら /models で結果を確認できます。",
+    },
+    "too_slow": {
+        "en": "That took too long to finish; please try again with fewer tokens.",
+        "ja": "時間がかかりすぎたため中断しました。トークン数を減らしてもう一度お試しください。",
+    },
     "jobs_none": {
         "en": "No jobs.",
         "ja": "ジョブはありません。",

@@ -91,6 +91,14 @@ class MessageStore(Protocol):
         ...
 
 
+class UserStore(Protocol):
+    async def set_opted_out(
+        self, platform: str, workspace: str, user_id: str, opted_out: bool, *, actor: str
+    ) -> int: ...
+
+    async def is_opted_out(self, platform: str, workspace: str, user_id: str) -> bool: ...
+
+
 class ModelRegistry(Protocol):
     async def active(self, ref: ChannelRef) -> ModelVersionInfo | None: ...
 

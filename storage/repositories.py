@@ -189,8 +189,9 @@ class SqlUserStore:
 
     async def set_opted_out(
         self, platform: str, workspace: str, user_id: str, opted_out: bool, *, actor: str
-    ) -> None:
-        """A user's own choice: opted-out users' messages never reach a dataset."""
+    ) -> int:
+        """A user's own choice. Opting out forgets every stored message of theirs in
+        the workspace (returns how many) and keeps new ones out."""
         async with self.db.write() as session:
             ws_id = await _ensure_workspace(session, platform, workspace)
             await session.execute(
@@ -219,6 +220,26 @@ class SqlUserStore:
                     at=datetime.now(UTC),
                 )
             )
+            if not opted_out:
+                return 0
+            user_ids = select(User.id).where(
+                User.workspace_id == ws_id, User.external_id == user_id
+            )
+            res = await session.execute(delete(Message).where(Message.author_id.in_(user_ids)))
+            return int(res.rowcount)  # type: ignore[attr-defined]
+
+    async def is_opted_out(self, platform: str, workspace: str, user_id: str) -> bool:
+        async with self.db.read() as session:
+            value = await session.scalar(
+                select(User.opted_out)
+                .join(Workspace, User.workspace_id == Workspace.id)
+                .where(
+                    Workspace.platform == platform,
+                    Workspace.external_id == workspace,
+                    User.external_id == user_id,
+                )
+            )
+            return bool(value)
 
 
 class SqlMessageStore:

@@ -86,3 +86,34 @@ async def test_one_user_cannot_flood_the_queue(local_settings: Settings) -> None
         assert refused.is_error and "Slow down" in refused.texts[0]
         other = CommandContext(REF, Author("3", "Other"))
         assert not (await app.core.on_text_command(other, "/continue hi seed=1")).is_error
+
+
+async def test_opting_out_forgets_and_stops_storing_a_users_messages(app: App) -> None:
+    from datetime import UTC, datetime
+
+    from bot.domain import ChatMessage
+
+    hana = Author("5", "Hana")
+    for i in range(3):
+        await app.core.on_message(ChatMessage(REF, f"h{i}", hana, f"hana {i}", datetime.now(UTC)))
+    await app.core.on_message(
+        ChatMessage(REF, "m1", Author("2", "Member"), "hi", datetime.now(UTC))
+    )
+    reply = await app.core.on_text_command(CommandContext(REF, hana), "/optout")
+    assert "3 deleted" in reply.texts[0]
+    await app.core.on_message(ChatMessage(REF, "h9", hana, "after", datetime.now(UTC)))
+    assert [m.text for m in await app.messages.recent(REF, 10)] == ["hi"]
+    await app.core.on_text_command(CommandContext(REF, hana), "/optin")
+    await app.core.on_message(ChatMessage(REF, "h10", hana, "back", datetime.now(UTC)))
+    assert [m.text for m in await app.messages.recent(REF, 10)] == ["hi", "back"]
+
+
+async def test_queue_training_needs_admin_and_consent(app: App) -> None:
+    assert (await app.core.on_text_command(MEMBER, "/train")).is_error
+    refused = await app.core.on_text_command(ADMIN, "/train")
+    assert refused.is_error and "Training is off" in refused.texts[0]
+    await app.core.on_text_command(ADMIN, "/training on")
+    queued = await app.core.on_text_command(ADMIN, "/train")
+    assert "queued" in queued.texts[0]
+    (job,) = await app.jobs.recent()
+    assert (job.kind, job.channel, job.status) == ("train", REF, "queued")

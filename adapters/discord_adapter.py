@@ -1,0 +1,292 @@
+"""Discord, on discord.py 2.x: gateway events and slash commands in, replies out.
+
+A translator only: it turns discord.py objects into ChatMessages and command calls on
+the core, and the core's Replies into Discord messages. Every send carries
+`AllowedMentions.none()` and text already neutralised by render.py, so generated text
+never pings. Interactions are deferred before any work starts (Discord wants an answer
+within 3 seconds; generation may take longer) and completed with a followup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import discord
+import yarl
+from discord import app_commands
+
+from adapters.render import render_discord
+from bot import messages as M
+from bot.commands import CommandContext, Commands
+from bot.core import Core
+from bot.domain import Author, ChannelRef, ChatMessage, Reply
+
+log = logging.getLogger(__name__)
+
+NO_PINGS = discord.AllowedMentions.none()
+# An interaction token lives 15 minutes; finish (or say it took too long) before that.
+INTERACTION_BUDGET_S = 14 * 60
+ADMIN = discord.Permissions(manage_channels=True)
+
+
+def point_discord_py_at(api_url: str | None, gateway_url: str | None) -> None:
+    """Another REST base and gateway (a fake in tests, a proxy in production). These
+    are class attributes in discord.py, so this holds for the whole process."""
+    if api_url:
+        discord.http.Route.BASE = api_url.rstrip("/")
+    if gateway_url:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+
+def channel_ref(guild_id: int | None, channel_id: int) -> ChannelRef:
+    # Direct messages have no guild; they share the "@me" workspace.
+    return ChannelRef("discord", str(guild_id) if guild_id else "me", str(channel_id))
+
+
+def is_admin(
+    user: discord.abc.User | discord.Member, permissions: discord.Permissions | None
+) -> bool:
+    perms = permissions or getattr(user, "guild_permissions", None)
+    return bool(perms and (perms.manage_channels or perms.administrator))
+
+
+class DiscordAdapter:
+    name = "discord"
+
+    def __init__(
+        self,
+        core: Core,
+        token: str,
+        *,
+        sync_guild: int | None = None,
+        api_url: str | None = None,
+        gateway_url: str | None = None,
+    ) -> None:
+        self.core = core
+        self._token = token
+        self.sync_guild = sync_guild  # commands sync to this guild at once (development)
+        point_discord_py_at(api_url, gateway_url)
+        intents = discord.Intents.default()
+        intents.guilds = True
+        intents.guild_messages = True
+        intents.message_content = True  # privileged: enable it in the developer portal
+        self.client = discord.Client(intents=intents, allowed_mentions=NO_PINGS)
+        self.tree = app_commands.CommandTree(self.client)
+        self._register_commands()
+        self.client.event(self.on_ready)
+        self.client.event(self.on_message)
+        self.client.event(self.on_raw_message_edit)
+        self.client.event(self.on_raw_message_delete)
+        self.client.event(self.on_raw_bulk_message_delete)
+        self.ready = asyncio.Event()
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        async with self.client:
+            await self.client.start(self._token)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def on_ready(self) -> None:
+        if self.sync_guild:
+            guild = discord.Object(id=self.sync_guild)
+            self.tree.copy_global_to(guild=guild)
+            await self.tree.sync(guild=guild)
+        else:
+            await self.tree.sync()
+        log.info("discord: connected as %s", self.client.user)
+        self.ready.set()
+
+    # --- gateway events ----------------------------------------------------------------
+
+    def _bot_mention(self) -> re.Pattern[str]:
+        assert self.client.user is not None
+        return re.compile(rf"<@!?{self.client.user.id}>\s*")
+
+    async def on_message(self, message: discord.Message) -> None:
+        me = self.client.user
+        if me is None or message.author.id == me.id:
+            return
+        mentioned = me in message.mentions
+        text = self._bot_mention().sub("", message.content).strip()
+        ref = channel_ref(message.guild.id if message.guild else None, message.channel.id)
+        chat = ChatMessage(
+            channel=ref,
+            external_id=str(message.id),
+            author=Author(
+                id=str(message.author.id),
+                name=message.author.display_name,
+                is_admin=is_admin(message.author, None),
+                is_bot=message.author.bot,
+            ),
+            text=text,
+            created_at=message.created_at,
+            edited_at=message.edited_at,
+        )
+        if not mentioned:
+            await self.core.on_message(chat)
+            return
+        async with message.channel.typing():
+            reply = await self.core.on_message(chat, mentions_bot=True)
+        if reply is not None:
+            for text_ in reply.texts:
+                for piece in render_discord(text_):
+                    await message.reply(piece, allowed_mentions=NO_PINGS, mention_author=False)
+
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        content = payload.data.get("content")
+        if content is None:  # an embed or flag update, not an edit of the text
+            return
+        ref = channel_ref(payload.guild_id, payload.channel_id)
+        edited = payload.data.get("edited_timestamp")
+        at = datetime.fromisoformat(edited) if edited else datetime.now(UTC)
+        await self.core.on_edit(ref, str(payload.message_id), content, at)
+
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        ref = channel_ref(payload.guild_id, payload.channel_id)
+        await self.core.on_delete(ref, [str(payload.message_id)])
+
+    async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
+        ref = channel_ref(payload.guild_id, payload.channel_id)
+        await self.core.on_delete(ref, [str(i) for i in payload.message_ids])
+
+    # --- slash commands ----------------------------------------------------------------
+
+    def _context(self, interaction: discord.Interaction[Any]) -> CommandContext:
+        channel_id = interaction.channel_id or 0
+        return CommandContext(
+            channel_ref(interaction.guild_id, channel_id),
+            Author(
+                id=str(interaction.user.id),
+                name=interaction.user.display_name,
+                # Checked on the server side too: a guild can override the command's
+                # default_member_permissions for anyone.
+                is_admin=is_admin(interaction.user, interaction.permissions),
+            ),
+        )
+
+    async def _respond(
+        self,
+        interaction: discord.Interaction[Any],
+        run: Callable[[Commands, CommandContext], Awaitable[Reply]],
+        *,
+        ephemeral: bool,
+    ) -> None:
+        """Defer at once, run the command, then answer with followups."""
+        await interaction.response.defer(ephemeral=ephemeral, thinking=True)
+        try:
+            reply = await asyncio.wait_for(
+                self.core.on_command(self._context(interaction), run), INTERACTION_BUDGET_S
+            )
+        except TimeoutError:
+            reply = Reply.error(M.t("too_slow"))
+        if reply.is_error and not ephemeral:
+            # The public "thinking…" message goes; the error is for the asker only.
+            await interaction.delete_original_response()
+        for text in reply.texts:
+            for piece in render_discord(text):
+                await interaction.followup.send(
+                    piece, ephemeral=ephemeral or reply.is_error, allowed_mentions=NO_PINGS
+                )
+
+    def _register_commands(self) -> None:
+        tree = self.tree
+
+        @tree.command(name="continue", description="Continue your text in this channel's voice")
+        @app_commands.describe(
+            prompt="The start of the text", temperature="0–5", n="How many variants (1–5)"
+        )
+        async def continue_(
+            interaction: discord.Interaction[Any],
+            prompt: str,
+            temperature: float | None = None,
+            n: int | None = None,
+        ) -> None:
+            overrides: dict[str, object] = {}
+            if temperature is not None:
+                overrides["temperature"] = temperature
+            if n is not None:
+                overrides["num_return_sequences"] = n
+            await self._respond(
+                interaction, lambda c, ctx: c.continue_text(ctx, prompt, overrides), ephemeral=False
+            )
+
+        settings = app_commands.Group(
+            name="settings",
+            description="This channel's sampling settings",
+            default_permissions=ADMIN,
+        )
+
+        @settings.command(name="show", description="Show the settings")
+        async def settings_show(interaction: discord.Interaction[Any]) -> None:
+            await self._respond(interaction, lambda c, ctx: c.settings_show(ctx), ephemeral=True)
+
+        @settings.command(name="set", description="Change a setting")
+        async def settings_set(interaction: discord.Interaction[Any], key: str, value: str) -> None:
+            await self._respond(
+                interaction, lambda c, ctx: c.settings_set(ctx, key, value), ephemeral=True
+            )
+
+        @settings.command(name="reset", description="Back to the default")
+        async def settings_reset(interaction: discord.Interaction[Any], key: str) -> None:
+            await self._respond(
+                interaction, lambda c, ctx: c.settings_reset(ctx, key), ephemeral=True
+            )
+
+        tree.add_command(settings)
+
+        training = app_commands.Group(
+            name="training",
+            description="Whether this channel's history may train its model",
+            default_permissions=ADMIN,
+        )
+
+        @training.command(name="on", description="Allow training on this channel's history")
+        async def training_on(interaction: discord.Interaction[Any]) -> None:
+            await self._respond(interaction, lambda c, ctx: c.training(ctx, True), ephemeral=True)
+
+        @training.command(name="off", description="Stop training on this channel's history")
+        async def training_off(interaction: discord.Interaction[Any]) -> None:
+            await self._respond(interaction, lambda c, ctx: c.training(ctx, False), ephemeral=True)
+
+        tree.add_command(training)
+
+        @tree.command(name="train", description="Queue a training run for this channel now")
+        @app_commands.default_permissions(manage_channels=True)
+        async def train(interaction: discord.Interaction[Any]) -> None:
+            await self._respond(interaction, lambda c, ctx: c.queue_training(ctx), ephemeral=True)
+
+        models = app_commands.Group(
+            name="models", description="This channel's model versions", default_permissions=ADMIN
+        )
+
+        @models.command(name="list", description="List the versions")
+        async def models_list(interaction: discord.Interaction[Any]) -> None:
+            await self._respond(interaction, lambda c, ctx: c.models(ctx), ephemeral=True)
+
+        @models.command(name="activate", description="Make a version answer")
+        async def models_activate(interaction: discord.Interaction[Any], version: str) -> None:
+            await self._respond(
+                interaction, lambda c, ctx: c.models_activate(ctx, version), ephemeral=True
+            )
+
+        @models.command(name="rollback", description="Back to the previous version")
+        async def models_rollback(interaction: discord.Interaction[Any]) -> None:
+            await self._respond(interaction, lambda c, ctx: c.models_rollback(ctx), ephemeral=True)
+
+        tree.add_command(models)
+
+        @tree.command(name="optout", description="Forget my messages and stop storing them")
+        async def optout(interaction: discord.Interaction[Any]) -> None:
+            await self._respond(interaction, lambda c, ctx: c.opt(ctx, True), ephemeral=True)
+
+        @tree.command(name="optin", description="Store my messages again")
+        async def optin(interaction: discord.Interaction[Any]) -> None:
+            await self._respond(interaction, lambda c, ctx: c.opt(ctx, False), ephemeral=True)
