@@ -20,6 +20,14 @@ _TOKEN_SHAPES = re.compile(
     r"\bx(?:ox[abpesr]|app)-[A-Za-z0-9-]{10,}"
     r"|\b[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,40}\b"
 )
+# Interaction tokens travel in URL paths (/interactions/<id>/<token>/callback,
+# /webhooks/<app id>/<token>), which HTTP clients log at debug level.
+_TOKEN_PATHS = re.compile(r"(/(?:interactions|webhooks)/\d+/)[^/\s?\"']+")
+# …and in payloads that libraries dump: {'token': '…'} / "token": "…".
+_TOKEN_FIELDS = re.compile(r"""(['"](?:token|access_token)['"]\s*:\s*['"])[^'"]+""")
+# Libraries that log whole payloads (gateway events, SQL parameters) at debug level,
+# and so message content, which is personal data: never below INFO.
+PAYLOAD_LOGGERS = ("discord.gateway", "discord.state", "aiosqlite", "sqlalchemy.engine")
 
 
 class RedactSecrets(logging.Filter):
@@ -31,6 +39,8 @@ class RedactSecrets(logging.Filter):
     def scrub(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, REDACTED)
+        text = _TOKEN_PATHS.sub(lambda m: m.group(1) + REDACTED, text)
+        text = _TOKEN_FIELDS.sub(lambda m: m.group(1) + REDACTED, text)
         return _TOKEN_SHAPES.sub(REDACTED, text)
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -60,6 +70,8 @@ def configure_logging(level: str, log_file: Path | None, secrets: Iterable[str])
     for handler in list(root.handlers):
         root.removeHandler(handler)
     root.setLevel(level)
+    for name in PAYLOAD_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLevelName(level)))
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     console = logging.StreamHandler()
     console.setLevel(logging.WARNING)

@@ -1,0 +1,1 @@
+from tests.fakes.discord_server import fake_discord  # noqa: F401  (a fixture for e2e tests)

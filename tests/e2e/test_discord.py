@@ -1,0 +1,200 @@
+"""The Discord adapter end to end: the real discord.py client over real sockets to the
+fake Discord in tests/fakes, the real core, storage and scratch model behind it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.discord_adapter import DiscordAdapter
+from bot.app import App, running_app
+from bot.config import Settings
+from bot.domain import ChannelRef, GenerationRequest, GenerationResult
+from bot.logs import configure_logging
+from tests.fakes.discord_server import FakeDiscord
+
+GUILD, CHANNEL, ADMIN, MEMBER = "111", "222", "1001", "1002"
+REF = ChannelRef("discord", GUILD, CHANNEL)
+TOKEN = "test-token-abcdefghijklmnop"
+
+
+class ScriptedGenerator:
+    """Generation the tests control: a fixed text (to prove pings never get through,
+    which no real model can be made to say on cue) after an optional delay."""
+
+    def __init__(self, text: str, delay: float = 0.0) -> None:
+        self.text, self.delay = text, delay
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        await asyncio.sleep(self.delay)
+        text = request.prompt + self.text if request.mode == "continue" else self.text
+        return GenerationResult((text,), "scripted", 0, 1, self.delay)
+
+
+async def connected(app: App, fake: FakeDiscord) -> AsyncIterator[DiscordAdapter]:
+    adapter = DiscordAdapter(app.core, TOKEN, sync_guild=int(GUILD))
+    task = asyncio.create_task(adapter.run())
+    try:
+        await asyncio.wait_for(adapter.ready.wait(), 15)
+        yield adapter
+    finally:
+        await adapter.close()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.fixture
+async def bot(
+    local_settings: Settings, fake_discord: FakeDiscord
+) -> AsyncIterator[tuple[App, FakeDiscord]]:
+    async with running_app(local_settings) as app:
+        async for _ in connected(app, fake_discord):
+            yield app, fake_discord
+
+
+async def test_continue_is_deferred_at_once_and_answered_with_the_prompt(
+    bot: tuple[App, FakeDiscord],
+) -> None:
+    fake = bot[1]
+    assert fake.commands[GUILD]  # slash commands were synced to the guild
+    payload = await fake.slash_command(CHANNEL, MEMBER, "continue", {"prompt": "織田信長は、"})
+    record = fake.interaction(payload["token"])
+    request = await fake.wait_for_request(method="POST", path=f"/webhooks/{fake.app_id}/")
+    assert record.callback_type == 5  # deferred
+    assert record.callback_at is not None and record.callback_at - record.dispatched_at < 1.0
+    assert request.json["content"].startswith("織田信長は、")
+    assert request.json["allowed_mentions"] == {"parse": []}
+    assert TOKEN in fake.tokens_seen[0]
+
+
+async def test_a_slow_generation_still_gets_its_defer_in_time(
+    local_settings: Settings, fake_discord: FakeDiscord
+) -> None:
+    async with running_app(local_settings, generator=ScriptedGenerator(" …", delay=3.0)) as app:
+        async for _ in connected(app, fake_discord):
+            payload = await fake_discord.slash_command(CHANNEL, MEMBER, "continue", {"prompt": "x"})
+            record = fake_discord.interaction(payload["token"])
+            followup = await fake_discord.wait_for_request(
+                method="POST", path=f"/webhooks/{fake_discord.app_id}/", timeout=20
+            )
+            assert record.callback_at is not None
+            assert record.callback_at - record.dispatched_at < 1.0
+            assert followup.time - record.dispatched_at >= 3.0
+            assert followup.json["content"] == "x …"
+
+
+async def test_generated_pings_never_ping(
+    local_settings: Settings, fake_discord: FakeDiscord
+) -> None:
+    pings = " @everyone <@1> <@&2> @here"
+    async with running_app(local_settings, generator=ScriptedGenerator(pings)) as app:
+        async for _ in connected(app, fake_discord):
+            await fake_discord.slash_command(CHANNEL, MEMBER, "continue", {"prompt": "hi"})
+            sent = await fake_discord.wait_for_request(method="POST", path="/webhooks/")
+            await fake_discord.send_message(CHANNEL, MEMBER, "say something", mentions_bot=True)
+            reply = await fake_discord.wait_for_request(
+                method="POST", path=f"/channels/{CHANNEL}/messages"
+            )
+    for body in (sent.json, reply.json):
+        assert body["allowed_mentions"]["parse"] == []
+        for ping in ("@everyone", "<@1>", "<@&2>", "@here"):
+            assert ping not in body["content"]
+    assert reply.json["allowed_mentions"].get("replied_user") is False
+
+
+async def test_a_mention_gets_a_reply_and_messages_are_history(
+    bot: tuple[App, FakeDiscord],
+) -> None:
+    app, fake = bot
+    await fake.send_message(CHANNEL, ADMIN, "今日はラーメンの日", message_id="5001")
+    await fake.send_message(CHANNEL, MEMBER, "what next?", mentions_bot=True, message_id="5002")
+    reply = await fake.wait_for_request(method="POST", path=f"/channels/{CHANNEL}/messages")
+    assert str(reply.json["message_reference"]["message_id"]) == "5002"
+    assert reply.json["content"]
+    texts = [m.text for m in await app.messages.recent(REF, 10)]
+    assert texts == ["今日はラーメンの日", "what next?"]  # the bot's own reply is not stored
+
+
+async def test_edits_and_deletes_reach_the_database(bot: tuple[App, FakeDiscord]) -> None:
+    app, fake = bot
+    for i in range(4):
+        await fake.send_message(CHANNEL, ADMIN, f"message {i}", message_id=str(6000 + i))
+    await until(lambda: app.messages.count(REF), 4)
+    await fake.edit_message(CHANNEL, "6000", "message 0, edited")
+    await fake.delete_message(CHANNEL, "6001")
+    await fake.bulk_delete(CHANNEL, ["6002", "6003"])
+    await until(lambda: app.messages.count(REF), 1)
+    (left,) = await app.messages.recent(REF, 10)
+    await until(lambda: _text(app), "message 0, edited")
+    assert left.external_id == "6000"
+
+
+async def test_a_member_cannot_change_settings(bot: tuple[App, FakeDiscord]) -> None:
+    app, fake = bot
+    payload = await fake.slash_command(
+        CHANNEL, MEMBER, "settings set", {"key": "temperature", "value": "2"}
+    )
+    answer = await fake.wait_for_request(method="POST", path="/webhooks/")
+    assert "Only channel admins" in answer.json["content"]
+    assert answer.json.get("flags", 0) & 64  # ephemeral: only the asker sees it
+    assert fake.interaction(payload["token"]).callback_type == 5
+    assert (await app.commands.effective_settings(REF)).temperature == 0.9
+    await fake.slash_command(CHANNEL, ADMIN, "settings set", {"key": "temperature", "value": "2"})
+    await until(lambda: _temperature(app), 2.0)
+
+
+async def test_a_429_is_honoured(bot: tuple[App, FakeDiscord]) -> None:
+    fake = bot[1]
+    fake.rate_limit_next(f"POST /channels/{CHANNEL}/messages", retry_after=0.5)
+    start = len(fake.requests)
+    await fake.send_message(CHANNEL, MEMBER, "hello?", mentions_bot=True)
+    await fake.wait_for_request(
+        lambda r: r.matches("POST", f"/channels/{CHANNEL}/messages") and r.status == 200,
+        start=start,
+        timeout=20,
+    )
+    posts = [r for r in fake.requests[start:] if r.matches("POST", f"/channels/{CHANNEL}/messages")]
+    assert [r.status for r in posts] == [429, 200]
+    assert posts[1].time - posts[0].time >= 0.45
+
+
+async def test_tokens_never_reach_the_logs(
+    local_settings: Settings, fake_discord: FakeDiscord, tmp_path: Path
+) -> None:
+    log_file = tmp_path / "bot.log"
+    configure_logging("DEBUG", log_file, [TOKEN])
+    try:
+        async with running_app(local_settings) as app:
+            async for _ in connected(app, fake_discord):
+                payload = await fake_discord.slash_command(
+                    CHANNEL, MEMBER, "continue", {"prompt": "hi"}
+                )
+                await fake_discord.wait_for_request(method="POST", path="/webhooks/")
+    finally:
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        logging.getLogger().handlers.clear()
+    text = log_file.read_text(encoding="utf-8")
+    assert "discord.http" in text  # discord.py's debug logging was captured
+    assert TOKEN not in text
+    assert payload["token"] not in text
+
+
+async def _text(app: App) -> str:
+    return (await app.messages.recent(REF, 1))[0].text
+
+
+async def _temperature(app: App) -> float:
+    return (await app.commands.effective_settings(REF)).temperature
+
+
+async def until(probe: Any, expected: object, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while (value := await probe()) != expected:
+        assert time.monotonic() < deadline, f"still {value!r}, wanted {expected!r}"
+        await asyncio.sleep(0.05)
