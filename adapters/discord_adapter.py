@@ -104,6 +104,42 @@ class DiscordAdapter:
         log.info("discord: connected as %s", self.client.user)
         self.ready.set()
 
+    # --- history (backfill) ------------------------------------------------------------
+
+    async def fetch_history(
+        self, ref: ChannelRef, before: str | None, limit: int
+    ) -> list[ChatMessage]:
+        """Up to `limit` messages older than `before`, newest first (discord.py waits
+        out rate limits on its own)."""
+        await self.ready.wait()
+        channel = self.client.get_channel(int(ref.channel)) or await self.client.fetch_channel(
+            int(ref.channel)
+        )
+        assert isinstance(channel, discord.abc.Messageable)
+        marker = discord.Object(id=int(before)) if before else None
+        return [
+            self._chat_message(m, ref)
+            async for m in channel.history(limit=limit, before=marker, oldest_first=False)
+        ]
+
+    def _chat_message(self, message: discord.Message, ref: ChannelRef) -> ChatMessage:
+        me = self.client.user
+        text = self._bot_mention().sub("", message.content).strip() if me else message.content
+        return ChatMessage(
+            channel=ref,
+            external_id=str(message.id),
+            author=Author(
+                id=str(message.author.id),
+                name=message.author.display_name,
+                is_admin=is_admin(message.author, None),
+                # The bot's own messages count as a bot's: never stored.
+                is_bot=message.author.bot or (me is not None and message.author.id == me.id),
+            ),
+            text=text,
+            created_at=message.created_at,
+            edited_at=message.edited_at,
+        )
+
     # --- gateway events ----------------------------------------------------------------
 
     def _bot_mention(self) -> re.Pattern[str]:
@@ -115,21 +151,8 @@ class DiscordAdapter:
         if me is None or message.author.id == me.id:
             return
         mentioned = me in message.mentions
-        text = self._bot_mention().sub("", message.content).strip()
         ref = channel_ref(message.guild.id if message.guild else None, message.channel.id)
-        chat = ChatMessage(
-            channel=ref,
-            external_id=str(message.id),
-            author=Author(
-                id=str(message.author.id),
-                name=message.author.display_name,
-                is_admin=is_admin(message.author, None),
-                is_bot=message.author.bot,
-            ),
-            text=text,
-            created_at=message.created_at,
-            edited_at=message.edited_at,
-        )
+        chat = self._chat_message(message, ref)
         if not mentioned:
             await self.core.on_message(chat)
             return

@@ -78,7 +78,7 @@ async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
         resolver, worker, ModelCache(settings.model_cache_mb * 2**20, int8=settings.serve_int8)
     )
     training = TrainingService(settings, channels, messages, registry, resolver, worker)
-    runner = JobRunner(settings, jobs, training, channels, messages, registry)
+    runner = JobRunner(settings, jobs, training, channels, messages, registry, users)
     commands = Commands(
         channels=channels,
         messages=messages,

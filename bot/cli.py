@@ -150,13 +150,15 @@ def _discord_adapter(app: Any, settings: Settings) -> Any:
     from adapters.discord_adapter import DiscordAdapter
 
     assert settings.discord_token is not None
-    return DiscordAdapter(
+    adapter = DiscordAdapter(
         app.core,
         settings.discord_token.get_secret_value(),
         sync_guild=settings.discord_sync_guild,
         api_url=settings.discord_api_url,
         gateway_url=settings.discord_gateway_url,
     )
+    app.runner.history["discord"] = adapter.fetch_history
+    return adapter
 
 
 async def _prepare_demo(app: Any, ref: ChannelRef) -> None:

@@ -217,6 +217,10 @@ class Commands:
         """Consent: an admin opts the channel in to (or out of) training."""
         self._require_admin(ctx)
         await self.channels.set_training(ctx.channel, enabled, actor=ctx.actor_id)
+        if enabled and self.jobs is not None and ctx.channel.platform != "console":
+            # The past matters too: read the channel's history in the background.
+            await self.jobs.enqueue("backfill", ctx.channel, {}, priority=3)
+            self.on_job_queued()
         return Reply.info(M.t("training_on" if enabled else "training_off", channel=ctx.channel))
 
     async def opt(self, ctx: CommandContext, out: bool) -> Reply:

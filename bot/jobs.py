@@ -16,9 +16,18 @@ from typing import Any
 
 from bot import messages as M
 from bot.config import Settings
-from bot.domain import ChannelRef
+from bot.domain import ChannelRef, ChatMessage
 from bot.errors import UserError
-from bot.ports import ChannelStore, JobInfo, JobStore, MessageStore, ModelRegistry
+from bot.ports import (
+    ChannelStore,
+    HistorySource,
+    ImportBatch,
+    JobInfo,
+    JobStore,
+    MessageStore,
+    ModelRegistry,
+    UserStore,
+)
 from bot.training.finetune import StepResult
 from bot.training.service import ProgressFn, TrainingService, TrainOptions, TrainOutcome
 
@@ -27,6 +36,7 @@ log = logging.getLogger(__name__)
 # How often a running job writes its progress to the database.
 PROGRESS_EVERY_S = 2.0
 IDLE_POLL_S = 30.0
+BACKFILL_PAGE = 100  # messages per history request (Discord's maximum)
 
 ProgressFactory = Callable[[JobInfo], ProgressFn | None]
 
@@ -53,7 +63,9 @@ class JobRunner:
         channels: ChannelStore,
         messages: MessageStore,
         registry: ModelRegistry,
+        users: UserStore | None = None,
     ) -> None:
+        self.users = users
         self.settings = settings
         self.jobs = jobs
         self.training = training
@@ -61,6 +73,9 @@ class JobRunner:
         self.messages = messages
         self.registry = registry
         self._wake = asyncio.Event()
+        # Per platform: how to read a channel's past messages (set by the adapters'
+        # wiring in the composition root).
+        self.history: dict[str, HistorySource] = {}
 
     async def due_channels(self) -> list[ChannelRef]:
         """Channels with training on and enough new messages since their last version."""
@@ -96,13 +111,17 @@ class JobRunner:
 
     async def run(self, job: JobInfo, progress: ProgressFactory | None = None) -> JobResult:
         """Runs a claimed job to the end and records how it ended."""
+        outcome = None
         try:
-            if job.kind != "train" or job.channel is None:
+            if job.channel is None or job.kind not in ("train", "backfill"):
                 raise UserError(f"unknown job kind {job.kind!r}")
-            report = self._progress_writer(job, progress(job) if progress else None)
-            outcome = await self.training.train(
-                job.channel, options_from_payload(job.payload), report
-            )
+            if job.kind == "backfill":
+                await self._backfill(job)
+            else:
+                report = self._progress_writer(job, progress(job) if progress else None)
+                outcome = await self.training.train(
+                    job.channel, options_from_payload(job.payload), report
+                )
         except UserError as e:
             await self.jobs.finish(job.id, "failed", e.reason)
             return JobResult(job, "failed", error=e.reason)
@@ -115,6 +134,33 @@ class JobRunner:
             return JobResult(job, "failed", error=M.t("internal_error"))
         await self.jobs.finish(job.id, "succeeded")
         return JobResult(job, "succeeded", outcome=outcome)
+
+    async def _backfill(self, job: JobInfo) -> None:
+        """Stores the channel's past messages, page by page, oldest pages last. The
+        cursor is saved after each page, so a restarted job carries on where it was;
+        the platform client paces the requests (it honours rate limits)."""
+        assert job.channel is not None
+        source = self.history.get(job.channel.platform)
+        if source is None:
+            return  # nothing to read history from (the console has none)
+        payload = dict(job.payload)
+        while True:
+            page = await source(job.channel, payload.get("before"), BACKFILL_PAGE)
+            if not page:
+                return
+            people = [m for m in page if not m.is_bot]
+            kept = [m for m in people if not await self._opted_out(m)]
+            if kept:
+                await self.messages.add_batch(ImportBatch(messages=kept))
+            payload["before"] = page[-1].external_id
+            payload["fetched"] = payload.get("fetched", 0) + len(page)
+            await self.jobs.set_payload(job.id, payload)
+
+    async def _opted_out(self, message: ChatMessage) -> bool:
+        if self.users is None:
+            return False
+        ref = message.channel
+        return await self.users.is_opted_out(ref.platform, ref.workspace, message.author.id)
 
     def _progress_writer(self, job: JobInfo, also: ProgressFn | None) -> ProgressFn:
         last = 0.0

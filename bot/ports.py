@@ -153,6 +153,10 @@ class JobStore(Protocol):
 
     async def set_progress(self, job_id: int, progress: float) -> None: ...
 
+    async def set_payload(self, job_id: int, payload: dict[str, Any]) -> None:
+        """Where a resumable job got to (a cursor), saved as it goes."""
+        ...
+
     async def finish(self, job_id: int, status: str, error: str | None = None) -> None: ...
 
     async def requeue_interrupted(self) -> int:
@@ -160,6 +164,15 @@ class JobStore(Protocol):
         ...
 
     async def recent(self, limit: int = 50) -> list[JobInfo]: ...
+
+
+class HistorySource(Protocol):
+    """A platform's past messages, for backfill: up to `limit` messages older than
+    `before` (an external id; None: the newest), newest first."""
+
+    async def __call__(
+        self, ref: ChannelRef, before: str | None, limit: int
+    ) -> list[ChatMessage]: ...
 
 
 class TextGenerator(Protocol):

@@ -680,6 +680,14 @@ class SqlJobStore:
                 .values(progress=progress, updated_at=datetime.now(UTC))
             )
 
+    async def set_payload(self, job_id: int, payload: dict[str, Any]) -> None:
+        async with self.db.write() as session:
+            await session.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(payload=payload, updated_at=datetime.now(UTC))
+            )
+
     async def finish(self, job_id: int, status: str, error: str | None = None) -> None:
         now = datetime.now(UTC)
         values: dict[str, Any] = {"status": status, "error": error, "finished_at": now}

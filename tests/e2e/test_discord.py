@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -198,3 +199,33 @@ async def until(probe: Any, expected: object, within: float = 10.0) -> None:
     while (value := await probe()) != expected:
         assert time.monotonic() < deadline, f"still {value!r}, wanted {expected!r}"
         await asyncio.sleep(0.05)
+
+
+async def test_turning_training_on_backfills_the_history(
+    local_settings: Settings, fake_discord: FakeDiscord
+) -> None:
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    for i in range(230):
+        fake_discord.add_history(
+            CHANNEL,
+            ADMIN if i % 2 else MEMBER,
+            f"old message {i}",
+            timestamp=start + timedelta(minutes=i),
+        )
+    fake_discord.add_history(CHANNEL, fake_discord.bot_id, "the bot's own old line")
+    fake_discord.rate_limit_next(f"GET /channels/{CHANNEL}/messages", retry_after=0.3)
+    async with running_app(local_settings) as app:
+        async for adapter in connected(app, fake_discord):
+            app.runner.history["discord"] = adapter.fetch_history
+            await fake_discord.slash_command(CHANNEL, ADMIN, "training on")
+            answer = await fake_discord.wait_for_request(method="POST", path="/webhooks/")
+            assert "Training is now on" in answer.json["content"]
+            results = await app.runner.run_pending()
+            assert [(r.job.kind, r.status) for r in results] == [("backfill", "succeeded")]
+            assert await app.messages.count(REF) == 230  # people's messages, not the bot's
+            (job,) = await app.jobs.recent()
+            assert job.payload["fetched"] == 231 and job.progress == 1.0
+            oldest = (await app.messages.recent(REF, 300))[0]
+            assert oldest.text == "old message 0"
+    pages = [r for r in fake_discord.requests if r.matches("GET", f"/channels/{CHANNEL}/messages")]
+    assert pages[0].status == 429 and pages[1].time - pages[0].time >= 0.25
