@@ -115,5 +115,7 @@ async def test_queue_training_needs_admin_and_consent(app: App) -> None:
     await app.core.on_text_command(ADMIN, "/training on")
     queued = await app.core.on_text_command(ADMIN, "/train")
     assert "queued" in queued.texts[0]
-    (job,) = await app.jobs.recent()
-    assert (job.kind, job.channel, job.status) == ("train", REF, "queued")
+    jobs = {j.kind: j for j in await app.jobs.recent()}
+    # Turning training on for a Discord channel also queued reading its history.
+    assert set(jobs) == {"train", "backfill"}
+    assert (jobs["train"].channel, jobs["train"].status) == (REF, "queued")
