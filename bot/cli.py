@@ -111,11 +111,6 @@ def run(
     from bot.scheduler import build_scheduler, start_scheduler
 
     async def work(settings: Settings) -> None:
-        if settings.slack_bot_token is not None:
-            raise UserError(
-                "TSUZUKI_SLACK_BOT_TOKEN is set, but this version of Tsuzuki has no Slack "
-                "adapter yet; unset it to use Discord or the console channel."
-            )
         ref = ChannelRef.parse(channel or settings.console_channel)
         async with running_app(settings) as app:
             await app.channels.ensure(ref, ref.channel)
@@ -131,8 +126,14 @@ def run(
             start_scheduler(scheduler, settings)
             runner = asyncio.create_task(app.runner.serve(), name="job-runner")
             try:
+                platforms = []
                 if settings.discord_token is not None:
-                    await _discord_adapter(app, settings).run()
+                    platforms.append(_discord_adapter(app, settings).run())
+                if settings.slack_bot_token is not None:
+                    platforms.append(_slack_adapter(app, settings).run())
+                if platforms:
+                    # Every adapter whose token is set, side by side.
+                    await asyncio.gather(*platforms)
                 else:
                     active = await app.registry.active(ref)
                     model = f"v{active.version}" if active else settings.base_model
@@ -158,6 +159,32 @@ def _discord_adapter(app: Any, settings: Settings) -> Any:
         gateway_url=settings.discord_gateway_url,
     )
     app.runner.history["discord"] = adapter.fetch_history
+    return adapter
+
+
+def _slack_adapter(app: Any, settings: Settings) -> Any:
+    from adapters.slack_adapter import SlackAdapter
+
+    assert settings.slack_bot_token is not None
+    if settings.slack_app_token is None and settings.slack_signing_secret is None:
+        raise UserError(
+            "Slack needs TSUZUKI_SLACK_APP_TOKEN (Socket Mode) or "
+            "TSUZUKI_SLACK_SIGNING_SECRET (HTTP mode)."
+        )
+    adapter = SlackAdapter(
+        app.core,
+        settings.slack_bot_token.get_secret_value(),
+        signing_secret=(
+            settings.slack_signing_secret.get_secret_value()
+            if settings.slack_signing_secret
+            else None
+        ),
+        app_token=settings.slack_app_token.get_secret_value() if settings.slack_app_token else None,
+        http_port=settings.slack_http_port,
+        api_url=settings.slack_api_url,
+        admin_ids=frozenset(i.strip() for i in settings.slack_admin_ids.split(",") if i.strip()),
+    )
+    app.runner.history["slack"] = adapter.fetch_history
     return adapter
 
 

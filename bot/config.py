@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     discord_gateway_url: str | None = None
     discord_sync_guild: int | None = None
     slack_bot_token: SecretStr | None = None
+    # Slack: HTTP mode listens here (path /slack/events) when no app token is set;
+    # another Web API base (a proxy; the fake in tests); users who are admins
+    # besides the workspace's admins and owners (comma-separated ids).
+    slack_http_port: int = Field(default=3000, ge=1, le=65535)
+    slack_api_url: str | None = None
+    slack_admin_ids: str = ""
     slack_app_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
 

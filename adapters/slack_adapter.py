@@ -1,0 +1,258 @@
+"""Slack, on slack-bolt's async app: events and slash commands in, replies out.
+
+A translator only, like the Discord adapter. Slack wants an acknowledgement within 3
+seconds, so every command is acknowledged first and worked on later (bolt's lazy
+listeners); the answer goes to the command's response_url, or chat.postMessage for
+mentions. Text is escaped (render.py) so generated text can never form `<!channel>`,
+`<@U…>` or a link. Slack retries deliveries it thinks were missed: a seen event id (or
+message ts) is answered once, while a first delivery that happens to carry a retry
+header is still handled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections import OrderedDict
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.render import render_slack
+from bot.commands import CommandContext
+from bot.core import Core
+from bot.domain import Author, ChannelRef, ChatMessage, Reply
+
+log = logging.getLogger(__name__)
+
+# Message subtypes that are people writing; everything else (joins, bots, topic
+# changes…) is not chat history.
+PEOPLE_SUBTYPES = {None, "thread_broadcast", "file_share"}
+SEEN_EVENTS = 5000  # event ids remembered for deduplicating Slack's retries
+ADMIN_CACHE_S = 300.0
+
+
+def ts_time(ts: str) -> datetime:
+    return datetime.fromtimestamp(float(ts), UTC)
+
+
+class SlackAdapter:
+    name = "slack"
+
+    def __init__(
+        self,
+        core: Core,
+        bot_token: str,
+        *,
+        signing_secret: str | None = None,
+        app_token: str | None = None,
+        http_port: int = 3000,
+        api_url: str | None = None,
+        admin_ids: frozenset[str] = frozenset(),
+    ) -> None:
+        self.core = core
+        self.app_token = app_token
+        self.http_port = http_port
+        self.admin_ids = admin_ids
+        kwargs: dict[str, Any] = {"token": bot_token}
+        if api_url:
+            kwargs["base_url"] = api_url
+        self.client = AsyncWebClient(**kwargs)
+        # Rate-limited Web API calls wait out Retry-After and try again.
+        self.client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
+        self.app = AsyncApp(
+            client=self.client,
+            signing_secret=signing_secret or "socket-mode-needs-no-secret",
+            # HTTP mode verifies signatures; Socket Mode is authenticated by its token.
+            request_verification_enabled=signing_secret is not None,
+        )
+        self.bot_user_id = ""
+        self.team_id = ""
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._admins: dict[str, tuple[float, bool]] = {}
+        self._runner: web.AppRunner | None = None
+        self._socket: AsyncSocketModeHandler | None = None
+        self.ready = asyncio.Event()
+        self._register()
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        auth = await self.client.auth_test()
+        self.bot_user_id, self.team_id = auth["user_id"], auth["team_id"]
+        if self.app_token:
+            self._socket = AsyncSocketModeHandler(self.app, self.app_token, web_client=self.client)
+            await self._socket.connect_async()  # type: ignore[no-untyped-call]
+        else:
+            self._runner = web.AppRunner(self.app.web_app(path="/slack/events"))
+            await self._runner.setup()
+            await web.TCPSite(self._runner, "127.0.0.1", self.http_port).start()
+        self.ready.set()
+
+    async def run(self) -> None:
+        await self.start()
+        try:
+            await asyncio.Event().wait()  # until cancelled
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if self._socket is not None:
+            await self._socket.close_async()  # type: ignore[no-untyped-call]
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # --- translation -------------------------------------------------------------------
+
+    def _first_time(self, key: str) -> bool:
+        if key in self._seen:
+            return False
+        self._seen[key] = None
+        while len(self._seen) > SEEN_EVENTS:
+            self._seen.popitem(last=False)
+        return True
+
+    async def _is_admin(self, user_id: str) -> bool:
+        if user_id in self.admin_ids:
+            return True
+        cached = self._admins.get(user_id)
+        if cached and time.monotonic() - cached[0] < ADMIN_CACHE_S:
+            return cached[1]
+        info = await self.client.users_info(user=user_id)
+        user = info["user"]
+        admin = bool(user.get("is_admin") or user.get("is_owner"))
+        self._admins[user_id] = (time.monotonic(), admin)
+        return admin
+
+    def _ref(self, team_id: str | None, channel_id: str) -> ChannelRef:
+        return ChannelRef("slack", team_id or self.team_id, channel_id)
+
+    def _strip_mention(self, text: str) -> str:
+        return re.sub(rf"<@{re.escape(self.bot_user_id)}(\|[^>]*)?>\s*", "", text).strip()
+
+    def _message(self, event: dict[str, Any], team_id: str | None) -> ChatMessage:
+        user = event.get("user", "")
+        return ChatMessage(
+            channel=self._ref(event.get("team") or team_id, event["channel"]),
+            external_id=event["ts"],
+            author=Author(
+                id=user,
+                name=user,
+                is_bot=bool(event.get("bot_id")) or user == self.bot_user_id,
+            ),
+            text=self._strip_mention(event.get("text", "")),
+            created_at=ts_time(event["ts"]),
+            edited_at=ts_time(event["edited"]["ts"]) if event.get("edited") else None,
+        )
+
+    async def _post(self, channel: str, reply: Reply, thread_ts: str | None) -> None:
+        for text in reply.texts:
+            for piece in render_slack(text):
+                await self.client.chat_postMessage(
+                    channel=channel,
+                    text=piece,
+                    thread_ts=thread_ts,
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
+
+    # --- listeners -----------------------------------------------------------------------
+
+    def _register(self) -> None:
+        app = self.app
+
+        @app.event("message")
+        async def on_message(body: dict[str, Any], event: dict[str, Any]) -> None:
+            team = body.get("team_id")
+            subtype = event.get("subtype")
+            if subtype == "message_changed":
+                changed = event["message"]
+                ref = self._ref(team, event["channel"])
+                edited = changed.get("edited", {}).get("ts") or event["ts"]
+                await self.core.on_edit(
+                    ref,
+                    changed["ts"],
+                    self._strip_mention(changed.get("text", "")),
+                    ts_time(edited),
+                )
+                return
+            if subtype == "message_deleted":
+                await self.core.on_delete(self._ref(team, event["channel"]), [event["deleted_ts"]])
+                return
+            if subtype not in PEOPLE_SUBTYPES:
+                return
+            # Stored by ts: a retried delivery stores nothing twice.
+            await self.core.on_message(self._message(event, team))
+
+        async def ack_mention(ack: Any) -> None:
+            await ack()
+
+        async def reply_to_mention(body: dict[str, Any], event: dict[str, Any]) -> None:
+            if not self._first_time(body.get("event_id") or event["ts"]):
+                return  # Slack delivered it again: answered already
+            message = self._message(event, body.get("team_id"))
+            reply = await self.core.on_message(message, mentions_bot=True)
+            if reply is not None:
+                await self._post(event["channel"], reply, event.get("thread_ts"))
+
+        app.event("app_mention")(ack=ack_mention, lazy=[reply_to_mention])
+
+        async def ack_command(ack: Any) -> None:
+            await ack()
+
+        async def run_continue(body: dict[str, Any], respond: Any) -> None:
+            ctx = await self._context(body)
+            reply = await self.core.on_text_command(ctx, "/continue " + body.get("text", ""))
+            await self._respond(respond, reply)
+
+        async def run_tsuzuki(body: dict[str, Any], respond: Any) -> None:
+            ctx = await self._context(body)
+            reply = await self.core.on_text_command(ctx, "/" + body.get("text", "help").strip())
+            await self._respond(respond, reply)
+
+        app.command("/continue")(ack=ack_command, lazy=[run_continue])
+        app.command("/tsuzuki")(ack=ack_command, lazy=[run_tsuzuki])
+
+    async def _context(self, body: dict[str, Any]) -> CommandContext:
+        user = body["user_id"]
+        return CommandContext(
+            self._ref(body.get("team_id"), body["channel_id"]),
+            Author(id=user, name=body.get("user_name", user), is_admin=await self._is_admin(user)),
+        )
+
+    @staticmethod
+    async def _respond(respond: Any, reply: Reply) -> None:
+        # Generated text is for the channel; settings and errors for the asker only.
+        kind = "ephemeral" if reply.ephemeral else "in_channel"
+        for text in reply.texts:
+            for piece in render_slack(text):
+                await respond(text=piece, response_type=kind)
+
+    # --- history (backfill) ------------------------------------------------------------
+
+    async def fetch_history(
+        self, ref: ChannelRef, before: str | None, limit: int
+    ) -> list[ChatMessage]:
+        """Up to `limit` messages older than ts `before`, newest first."""
+        kwargs: dict[str, Any] = {"channel": ref.channel, "limit": limit}
+        if before:
+            kwargs["latest"] = before
+            kwargs["inclusive"] = False
+        page = await self.client.conversations_history(**kwargs)
+        out = []
+        messages: list[dict[str, Any]] = page.get("messages", [])
+        for raw in messages:
+            event: dict[str, Any] = {**raw, "channel": ref.channel}
+            if event.get("subtype") not in PEOPLE_SUBTYPES:
+                # Joins, bot posts and the like come back marked as a bot's, so the
+                # backfill cursor moves past them but they are never stored.
+                event["bot_id"] = event.get("bot_id") or "-"
+            out.append(self._message(event, ref.workspace))
+        return out
