@@ -22,7 +22,11 @@ _TOKEN_SHAPES = re.compile(
 )
 # Interaction tokens travel in URL paths (/interactions/<id>/<token>/callback,
 # /webhooks/<app id>/<token>), which HTTP clients log at debug level.
-_TOKEN_PATHS = re.compile(r"(/(?:interactions|webhooks)/\d+/)[^/\s?\"']+")
+_TOKEN_PATHS = re.compile(
+    r"(/(?:interactions|webhooks)/\d+/)[^/\s?\"']+"
+    # Slack's response_url is a bearer capability too.
+    r"|(hooks\.slack\.com/(?:commands|actions|services)/)[^\s\"']+"
+)
 # …and in payloads that libraries dump: {'token': '…'} / "token": "…".
 _TOKEN_FIELDS = re.compile(r"""(['"](?:token|access_token)['"]\s*:\s*['"])[^'"]+""")
 # Libraries that log whole payloads (gateway events, SQL parameters) at debug level,
@@ -39,7 +43,7 @@ class RedactSecrets(logging.Filter):
     def scrub(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, REDACTED)
-        text = _TOKEN_PATHS.sub(lambda m: m.group(1) + REDACTED, text)
+        text = _TOKEN_PATHS.sub(lambda m: (m.group(1) or m.group(2)) + REDACTED, text)
         text = _TOKEN_FIELDS.sub(lambda m: m.group(1) + REDACTED, text)
         return _TOKEN_SHAPES.sub(REDACTED, text)
 

@@ -18,6 +18,7 @@ def test_secrets_never_reach_the_log_file_even_in_tracebacks(tmp_path: Path) -> 
     log.warning("someone pasted %s", DISCORD_SHAPED)
     log.debug("POST https://discord.com/api/v10/webhooks/888/aW50ZXJhY3Rpb246MTIz has returned 200")
     log.info("event %s", {"id": "1", "token": "aW50ZXJhY3Rpb246NDU2"})
+    log.debug("POST https://hooks.slack.com/commands/T0001/123/SecretPart987 done")
     logging.getLogger("discord.gateway").debug("WebSocket Event: {'content': 'private words'}")
     try:
         raise RuntimeError(f"request failed with Authorization: Bot {SECRET}")
@@ -32,5 +33,6 @@ def test_secrets_never_reach_the_log_file_even_in_tracebacks(tmp_path: Path) -> 
     assert DISCORD_SHAPED not in text
     assert "aW50ZXJhY3Rpb246MTIz" not in text and "/webhooks/888/[redacted]" in text
     assert "aW50ZXJhY3Rpb246NDU2" not in text
+    assert "SecretPart987" not in text
     assert "private words" not in text  # payload dumps stay out even at DEBUG
     assert text.count("[redacted]") >= 4
