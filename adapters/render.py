@@ -14,7 +14,6 @@ DISCORD_LIMIT = 2000
 # chat.postMessage accepts more, but Slack truncates and folds long messages; 4000 is
 # its documented recommendation for a readable message.
 SLACK_LIMIT = 4000
-CONSOLE_LIMIT = 100_000
 
 ZWSP = "\u200b"  # zero-width space: invisible, but breaks the mention syntax
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import statistics
 import tempfile
 import time
 import uuid
@@ -126,12 +125,3 @@ async def bench_continue(settings: Settings, prompt: str, runs: int, tokens: int
         loaded = await app.worker.run(load_directory, Path(source.location), source.name)
         params = int(sum(p.numel() for p in loaded.model.parameters()))
     return LatencyBench(settings.base_model, params, first, latencies, counts)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)

@@ -633,7 +633,10 @@ def bench_continue_cmd(
     prompt: Annotated[str, typer.Option(help="The prompt.")] = "織田信長は、",
 ) -> None:
     """/continue latency on TSUZUKI_BASE_MODEL (e.g. scratch:small)."""
-    from bot.bench import bench_continue, median, percentile
+    from statistics import median
+
+    from bot.bench import bench_continue
+    from bot.benchmarks.fixtures import percentile
 
     async def work(settings: Settings) -> None:
         r = await bench_continue(settings, prompt, runs, tokens)

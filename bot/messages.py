@@ -242,10 +242,6 @@ def set_locale(locale: Locale) -> None:
     _locale = locale
 
 
-def get_locale() -> Locale:
-    return _locale
-
-
 def t(key: str, /, **params: object) -> str:
     """The message `key` in the current locale, formatted with `params`."""
     return CATALOG[key][_locale].format(**params)

@@ -238,6 +238,8 @@ class DeviceWorker:
         handler = jobs[0].handler
         assert handler is not None
         self.batch_sizes.append(len(jobs))
+        if len(self.batch_sizes) > 1000:
+            del self.batch_sizes[:500]  # recent sizes only: the bot runs for months
         try:
             outcomes = handler([job.item for job in jobs])
         except BaseException as e:

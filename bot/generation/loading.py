@@ -40,10 +40,6 @@ class LoadedModel:
     context_length: int  # tokens the model can attend to (prompt + generated)
     eos_id: int | None  # the end-of-message token; None if the tokenizer has none
 
-    @property
-    def device(self) -> str:
-        return str(self.model.device)
-
 
 def pick_device() -> str:
     import torch

@@ -9,7 +9,6 @@ from the last checkpoint instead of starting over.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -287,7 +286,3 @@ def _with_lora(model: PreTrainedModel, config: TrainConfig) -> PreTrainedModel:
         fan_in_fan_out=getattr(model.config, "model_type", "") == "gpt2",
     )
     return get_peft_model(model, lora)
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
