@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 
 from bot import messages as M
-from bot.commands import CommandContext
+from bot.commands import CommandContext, quality_fields
 from bot.config import Settings, load_settings
 from bot.domain import SETTING_SPECS, Author, ChannelRef, Reply
 from bot.errors import UserError
@@ -136,7 +136,8 @@ def run(
                     await asyncio.gather(*platforms)
                 else:
                     active = await app.registry.active(ref)
-                    model = f"v{active.version}" if active else settings.base_model
+                    model = _model_name(active) if active else settings.base_model
+                    app.runner.listeners.append(_announce_versions(ref))
                     await ConsoleAdapter(app.core, ref, model_name=model).run()
             finally:
                 runner.cancel()
@@ -188,8 +189,32 @@ def _slack_adapter(app: Any, settings: Settings) -> Any:
     return adapter
 
 
+def _model_name(v: Any) -> str:
+    """ "v2 (2.41 bits/char; the channel's Markov chain: 2.19)" for the console banner."""
+    fields = quality_fields(v)
+    return f"v{v.version} ({fields['bits']} bits/char; Markov chain: {fields['markov']})"
+
+
+def _announce_versions(ref: ChannelRef) -> Callable[[Any], None]:
+    """Tells the console when a training run of its channel ends: a better version
+    answers from the next message on, without a restart."""
+
+    def listener(result: Any) -> None:
+        if result.job.channel != ref or result.outcome is None:
+            return
+        outcome = result.outcome
+        line = M.t("quality_line", **quality_fields(outcome.version))
+        if outcome.promoted:
+            err.print(M.t("version_promoted", line=line), markup=False)
+        else:
+            err.print(M.t("version_kept", line=line, reason=outcome.reason), markup=False)
+
+    return listener
+
+
 async def _prepare_demo(app: Any, ref: ChannelRef) -> None:
-    """Sample history and a short training run, once per channel."""
+    """Sample history and a short first training run, once per channel; the full
+    recipe then runs in the background while the console is open."""
     from bot.demo import DEMO_HISTORY, DEMO_TRAINING
     from bot.importing.service import import_history
 
@@ -198,12 +223,21 @@ async def _prepare_demo(app: Any, ref: ChannelRef) -> None:
     report = await import_history(app.messages, DEMO_HISTORY, "jsonl", ref)
     out.print(f"demo: {report.imported} sample messages in {ref}", markup=False)
     await app.channels.set_training(ref, True, actor="demo")
-    job = await app.jobs.enqueue("train", ref, DEMO_TRAINING, priority=10)
+    # A short first run: never longer than a whole run would be.
+    first = {
+        **DEMO_TRAINING,
+        "max_minutes": min(DEMO_TRAINING["max_minutes"], app.settings.train_max_minutes),
+    }
+    job = await app.jobs.enqueue("train", ref, first, priority=10)
     claimed = await app.jobs.claim(job.id)
     if claimed is not None:
         result = await _run_job(app, claimed)
         if result.status != "succeeded":
             raise UserError(result.error or M.t("internal_error"))
+    # The default recipe, in the background: the console opens now and says when
+    # the better version takes over.
+    await app.jobs.enqueue("train", ref, {"base": DEMO_TRAINING["base"]}, priority=5)
+    out.print(M.t("demo_improving"), markup=False)
 
 
 @cli.command("import")
@@ -393,8 +427,13 @@ def train(
         str | None,
         typer.Option(help="lora | full (default: lora for pretrained, full for scratch)."),
     ] = None,
-    max_steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 200,
-    max_minutes: Annotated[float | None, typer.Option(min=0.01, help="Time budget.")] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(min=1, help="Optimizer steps at most (default: no cap).")
+    ] = None,
+    max_minutes: Annotated[
+        float | None,
+        typer.Option(min=0.01, help="Time budget in minutes (default: TSUZUKI_TRAIN_MAX_MINUTES)."),
+    ] = None,
     learning_rate: Annotated[
         float | None, typer.Option(min=0.0, help="Peak learning rate.")
     ] = None,
@@ -415,17 +454,17 @@ def train(
     if method not in (None, "lora", "full"):
         err.print("error: --method must be lora or full", markup=False)
         raise typer.Exit(2)
-    payload = {
+    payload: dict[str, Any] = {
         "base": base,
         "method": method,
-        "max_steps": max_steps,
-        "max_minutes": max_minutes,
         "learning_rate": learning_rate,
         "batch_size": batch_size,
         "block_size": block_size,
         "seed": seed,
         "resume": resume,
     }
+    # Only the limits given: the others keep TrainOptions' defaults.
+    payload.update({k: v for k, v in (("max_steps", max_steps), ("max_minutes", max_minutes)) if v})
 
     async def work(settings: Settings) -> None:
         async with running_app(settings) as app:
@@ -450,32 +489,32 @@ def train(
 
 async def _run_job(app: Any, job: Any) -> Any:
     """Runs one training job with a progress bar and prints what came of it."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
+    # A run ends on its time budget (or earlier, once it has seen the data enough), so
+    # the bar shows time trained against the budget, not steps against a step cap.
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[clock]}"),
+        TextColumn("step {task.fields[step]}"),
         TextColumn("loss {task.fields[loss]:.3f}"),
         TextColumn("{task.fields[tps]:,.0f} tokens/s"),
-        TimeRemainingColumn(),
     )
     with Progress(*columns, console=err, transient=False) as bar:
-        task = bar.add_task(f"training {job.channel}", total=None, loss=float("nan"), tps=0.0)
+        task = bar.add_task(
+            f"training {job.channel}", total=1.0, loss=float("nan"), tps=0.0, step=0, clock=""
+        )
 
         def on_step(result: Any, total: int) -> None:
             bar.update(
                 task,
-                completed=result.step,
-                total=total,
+                completed=result.done,
+                step=result.step,
                 loss=result.loss,
                 tps=result.tokens / max(result.seconds, 1e-9),
+                clock=_clock(result.elapsed, result.budget),
             )
 
         result = await app.runner.run(job, progress=lambda _job: on_step)
@@ -492,12 +531,38 @@ async def _run_job(app: Any, job: Any) -> Any:
             f"(before: {outcome.start_eval.loss:.3f}); {outcome.tokens_per_second:,.0f} tokens/s",
             markup=False,
         )
+        out.print(M.t("quality_line", **quality_fields(v)), markup=False)
         if outcome.promoted:
             out.print(f"promoted: v{v.version} now answers in {job.channel}", markup=False)
         else:
             out.print(f"not promoted: {outcome.reason}", markup=False)
         out.print(f"loss curve: {v.path}/loss.png", markup=False)
     return result
+
+
+def _clock(elapsed: float, budget: float | None) -> str:
+    def mmss(seconds: float) -> str:
+        return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
+
+    return f"{mmss(elapsed)} of {mmss(budget)}" if budget else mmss(elapsed)
+
+
+@cli.command("eval")
+def eval_(
+    channel: Annotated[str, typer.Argument(help="e.g. console:general")],
+) -> None:
+    """The active version's held-out bits per character next to the channel's Markov
+    chain, measured now on the channel's newest messages (no training)."""
+    from bot.app import running_app
+
+    async def work(settings: Settings) -> None:
+        ref = ChannelRef.parse(channel)
+        async with running_app(settings) as app:
+            with err.status(f"evaluating {ref}…"):
+                v = await app.training.evaluate_active(ref)
+        out.print(M.t("quality_line", **quality_fields(v)), markup=False)
+
+    _execute(work)
 
 
 @cli.command()

@@ -18,6 +18,7 @@ from bot.domain import (
     Author,
     ChannelRef,
     GenerationRequest,
+    ModelVersionInfo,
     Reply,
     SamplingSettings,
     spec_for,
@@ -32,6 +33,24 @@ from bot.ports import (
     TextGenerator,
     UserStore,
 )
+
+
+def _figure(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def quality_fields(v: ModelVersionInfo) -> dict[str, object]:
+    """A version's quality line: its held-out bits per character, the channel's Markov
+    chain's on the same messages, and their ratio (below 1: better than the chain)."""
+    ratio = ""
+    if v.eval_bits_per_char is not None and v.markov_bits_per_char:
+        ratio = M.t("quality_ratio", ratio=v.eval_bits_per_char / v.markov_bits_per_char)
+    return {
+        "version": v.version,
+        "bits": _figure(v.eval_bits_per_char),
+        "markov": _figure(v.markov_bits_per_char),
+        "ratio": ratio,
+    }
 
 
 @dataclass(frozen=True)
@@ -255,6 +274,8 @@ class Commands:
                     "models_line",
                     version=v.version,
                     status=v.status,
+                    bits=_figure(v.eval_bits_per_char),
+                    markov=_figure(v.markov_bits_per_char),
                     base=v.base_model,
                     method=v.method,
                     eval_loss="—" if v.eval_loss is None else f"{v.eval_loss:.3f}",

@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     database_url: str = ""
     # The model a channel uses until it has a trained version: a hub id
     # (rinna/japanese-gpt2-xsmall), a local directory, or scratch[:tiny|small].
-    base_model: str = "scratch:tiny"
+    base_model: str = "scratch:mini"
     # Language of the bot's own messages.
     locale: Literal["en", "ja"] = "en"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     nightly_timezone: str = ""
     nightly_min_new_messages: int = Field(default=50, ge=0)
     nightly_max_minutes: float = Field(default=30.0, gt=0)
+    # Time budget of a training run that names none (`tsuzuki train`, /train, the demo's
+    # background run): what two CPU cores need to beat the channel's Markov chain.
+    train_max_minutes: float = Field(default=11.0, gt=0)
 
     # Generation requests a user, and a channel, may make per minute (0: no limit).
     rate_per_user_per_minute: int = Field(default=12, ge=0)

@@ -277,6 +277,8 @@ class ModelVersionInfo:
     tokens_seen: int | None = None
     note: str | None = None
     last_message_id: int | None = None  # newest message it was trained on
+    eval_bits_per_char: float | None = None  # held out, the channel's newest messages
+    markov_bits_per_char: float | None = None  # the channel's Markov chain, same messages
 
 
 @dataclass(frozen=True)

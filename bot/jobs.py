@@ -73,6 +73,8 @@ class JobRunner:
         self.messages = messages
         self.registry = registry
         self._wake = asyncio.Event()
+        # Called with every finished job's result, on the event loop.
+        self.listeners: list[Callable[[JobResult], None]] = []
         # Per platform: how to read a channel's past messages (set by the adapters'
         # wiring in the composition root).
         self.history: dict[str, HistorySource] = {}
@@ -110,7 +112,14 @@ class JobRunner:
         return done
 
     async def run(self, job: JobInfo, progress: ProgressFactory | None = None) -> JobResult:
-        """Runs a claimed job to the end and records how it ended."""
+        """Runs a claimed job to the end, records how it ended and tells the listeners
+        (the console says when a better version starts answering)."""
+        result = await self._run(job, progress)
+        for listener in self.listeners:
+            listener(result)
+        return result
+
+    async def _run(self, job: JobInfo, progress: ProgressFactory | None) -> JobResult:
         outcome = None
         try:
             if job.channel is None or job.kind not in ("train", "backfill"):
@@ -174,7 +183,7 @@ class JobRunner:
             if now - last >= PROGRESS_EVERY_S:
                 last = now
                 task = asyncio.get_running_loop().create_task(
-                    self.jobs.set_progress(job.id, min(1.0, step.step / max(1, total)))
+                    self.jobs.set_progress(job.id, step.done)
                 )
                 pending.add(task)
                 task.add_done_callback(pending.discard)

@@ -93,8 +93,32 @@ CATALOG: dict[str, dict[Locale, str]] = {
         "ja": "{channel} のモデルバージョン:",
     },
     "models_line": {
-        "en": "v{version} {status} — base {base}, {method}, eval loss {eval_loss}, created {created}",
-        "ja": "v{version} {status} — ベース {base}、{method}、評価損失 {eval_loss}、作成 {created}",
+        "en": "v{version} {status} — {bits} bits/char (the channel's Markov chain: {markov}), base {base}, {method}, eval loss {eval_loss}, created {created}",
+        "ja": "v{version} {status} — {bits} ビット/文字（このチャンネルのマルコフ連鎖: {markov}）、ベース {base}、{method}、評価損失 {eval_loss}、作成 {created}",
+    },
+    "quality_line": {
+        "en": "v{version}: {bits} bits/char — the channel's Markov chain: {markov}{ratio} (held-out messages; lower is better)",
+        "ja": "v{version}: {bits} ビット/文字 — このチャンネルのマルコフ連鎖: {markov}{ratio}（評価用の最新メッセージで測定、小さいほど良い）",
+    },
+    "version_promoted": {
+        "en": "A better model now answers: {line}",
+        "ja": "より良いモデルに切り替わりました: {line}",
+    },
+    "version_kept": {
+        "en": "A new model was trained but not used: {line} — {reason}",
+        "ja": "新しいモデルを学習しましたが、使いません: {line} — {reason}",
+    },
+    "demo_improving": {
+        "en": "The model keeps training in the background (about 12 minutes); the channel says when a better one takes over.",
+        "ja": "モデルはバックグラウンドで学習を続けます（約 12 分）。より良いモデルに切り替わったら、このチャンネルでお知らせします。",
+    },
+    "quality_ratio": {
+        "en": " ({ratio:.2f}× the Markov chain)",
+        "ja": "（マルコフ連鎖の {ratio:.2f} 倍）",
+    },
+    "no_active_version": {
+        "en": "{channel} has no active model version yet: train it first (tsuzuki train {channel}).",
+        "ja": "{channel} にはまだ有効なモデルバージョンがありません。先に学習してください（tsuzuki train {channel}）。",
     },
     "reply_empty": {
         "en": "(I had nothing to say this time.)",
@@ -112,15 +136,25 @@ CATALOG: dict[str, dict[Locale, str]] = {
         "返信します · /settings show|set 項目 値|reset 項目 · /models · /help。"
         "それ以外の入力はチャンネルの履歴として保存されます。",
     },
-    "model_hub_unreachable": {
-        "en": "Could not load the model '{spec}': the Hugging Face hub is not reachable and the "
-        "model is not in the local cache. Download it once on a machine with network "
-        "access and point TSUZUKI_BASE_MODEL at the directory (save_pretrained), or use "
-        "TSUZUKI_BASE_MODEL=scratch:tiny to build a small model with no network.",
-        "ja": "モデル '{spec}' を読み込めません。Hugging Face Hub に接続できず、ローカルのキャッシュにも"
-        "ありません。ネットワークのある環境で一度ダウンロードして保存したディレクトリを "
-        "TSUZUKI_BASE_MODEL に指定するか、ネットワーク不要の TSUZUKI_BASE_MODEL=scratch:tiny "
-        "を使ってください。",
+    "model_not_cached": {
+        "en": "The model '{spec}' is not in the local Hugging Face cache ({cache}), and the hub is "
+        "not reachable from here (or HF_HUB_OFFLINE is set). On a machine with network access, "
+        "run `hf download {spec}` (`huggingface-cli download {spec}` with older huggingface_hub) "
+        "and copy its cache here (or set HF_HOME to it), or save the model with save_pretrained "
+        "and point TSUZUKI_BASE_MODEL at that directory. TSUZUKI_BASE_MODEL=scratch:tiny needs "
+        "no network at all.",
+        "ja": "モデル '{spec}' はローカルの Hugging Face キャッシュ（{cache}）になく、Hugging Face Hub "
+        "にも接続できません（または HF_HUB_OFFLINE が設定されています）。ネットワークのある環境で "
+        "`hf download {spec}`（古い huggingface_hub では `huggingface-cli download {spec}`）を実行して"
+        "そのキャッシュをここにコピーする（または HF_HOME をそこに向ける）か、save_pretrained で保存した"
+        "ディレクトリを TSUZUKI_BASE_MODEL に指定してください。ネットワーク不要の "
+        "TSUZUKI_BASE_MODEL=scratch:tiny も使えます。",
+    },
+    "tokenizer_no_eos": {
+        "en": "The tokenizer of '{spec}' has no end-of-text token, which Tsuzuki needs to tell "
+        "messages apart. Use a causal language model whose tokenizer defines eos_token.",
+        "ja": "'{spec}' のトークナイザーには文末（end-of-text）トークンがありません。メッセージの区切りに"
+        "必要です。eos_token を定義したトークナイザーを持つ言語モデルを使ってください。",
     },
     "model_load_failed": {
         "en": "Could not load the model '{spec}': {reason}",

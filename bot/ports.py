@@ -116,6 +116,10 @@ class ModelRegistry(Protocol):
 
     async def set_note(self, ref: ChannelRef, version: int, note: str) -> None: ...
 
+    async def set_quality(
+        self, ref: ChannelRef, version: int, bits_per_char: float | None, markov: float | None
+    ) -> None: ...
+
     async def remove(self, ref: ChannelRef, version: int) -> None: ...
 
 

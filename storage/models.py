@@ -130,6 +130,10 @@ class ModelVersion(Base):
     activated_at: Mapped[datetime | None]
     # The newest message the version was trained on: the nightly job counts what is new.
     last_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    # Held-out bits per character of this version, and of the channel's own character
+    # Markov chain on the same messages (the bots Tsuzuki replaces): lower is better.
+    eval_bits_per_char: Mapped[float | None] = mapped_column(Float)
+    markov_bits_per_char: Mapped[float | None] = mapped_column(Float)
 
 
 class Job(Base):

@@ -508,6 +508,8 @@ class SqlModelRegistry:
                     status="candidate",
                     note=info.note,
                     last_message_id=info.last_message_id,
+                    eval_bits_per_char=info.eval_bits_per_char,
+                    markov_bits_per_char=info.markov_bits_per_char,
                     created_at=as_utc(info.created_at),
                 )
             )
@@ -573,6 +575,20 @@ class SqlModelRegistry:
                 .values(note=note)
             )
 
+    async def set_quality(
+        self, ref: ChannelRef, version: int, bits_per_char: float | None, markov: float | None
+    ) -> None:
+        """The version's held-out figure and the Markov chain's, measured again."""
+        async with self.db.write() as session:
+            await session.execute(
+                update(ModelVersion)
+                .where(
+                    ModelVersion.channel_id == _channel_id_query(ref),
+                    ModelVersion.version == version,
+                )
+                .values(eval_bits_per_char=bits_per_char, markov_bits_per_char=markov)
+            )
+
     async def remove(self, ref: ChannelRef, version: int) -> None:
         async with self.db.write() as session:
             await session.execute(
@@ -599,6 +615,8 @@ def _version_info(ref: ChannelRef, row: ModelVersion) -> ModelVersionInfo:
         tokens_seen=row.tokens_seen,
         note=row.note,
         last_message_id=row.last_message_id,
+        eval_bits_per_char=row.eval_bits_per_char,
+        markov_bits_per_char=row.markov_bits_per_char,
     )
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.domain import SamplingSettings
 from bot.engine.lora import BASE_SLOT, AdapterSet
+from bot.generation.ngram import Mixture
 from bot.generation.sampling import pick_next
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ class Row:
     max_new_tokens: int
     eos_id: int | None
     adapter: int = BASE_SLOT  # the row's LoRA adapter slot; 0: the base model itself
+    mixture: Mixture | None = None  # the version's n-gram mixture, if it has one
 
 
 @dataclass
@@ -50,8 +52,10 @@ def decode_rows(model: Any, rows: list[Row], lora: AdapterSet | None = None) -> 
         if lora is not None:
             lora.select(slots)
         # Only the last position's logits are needed: on a prompt this skips the
-        # output layer (vocab x width) for every other token.
-        out = model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1, **kw)
+        # output layer (vocab x width) for every other token. The cache goes in as
+        # `cache=` (transformers' Cache API since 5.x; the old `past_key_values=`
+        # name warns on every step and is removed in 5.40).
+        out = model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1, **kw)
         return out.logits[:, -1, :]
 
     with torch.inference_mode():
@@ -91,6 +95,7 @@ def decode_rows(model: Any, rows: list[Row], lora: AdapterSet | None = None) -> 
                     row.prompt_ids + outputs[i],
                     generators[i],
                     forbid=forbid,
+                    mixture=row.mixture,
                 )
                 ended = token == row.eos_id
                 if not ended:

@@ -8,7 +8,6 @@ requests run on the shared base with the channel's adapter applied per row
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -17,10 +16,13 @@ from typing import Any
 
 from bot.engine.lora import BASE_SLOT, AdapterSet
 from bot.engine.quantize import quantize_int8
-from bot.generation.loading import ADAPTER_CONFIG, LoadedModel, load_directory, load_hub
+from bot.generation.loading import LoadedModel, load_directory
+from bot.generation.ngram import Mixture
 from bot.generation.resolver import ModelSource
 
 log = logging.getLogger(__name__)
+
+MAX_MIXTURES = 256  # n-gram tables kept loaded (a few MB each)
 
 
 @dataclass
@@ -40,29 +42,42 @@ class ModelCache:
         self.max_adapters = max_adapters
         self.int8 = int8  # serve adapter-free models with int8 weights (CPU only)
         self._models: OrderedDict[str, ServingModel] = OrderedDict()
+        # Each version's n-gram mixture by directory (versions never change on disk).
+        self._mixtures: OrderedDict[str, Mixture | None] = OrderedDict()
 
     @property
     def nbytes(self) -> int:
         return sum(m.nbytes for m in self._models.values())
 
     def get(self, source: ModelSource) -> tuple[ServingModel, int]:
-        """The serving model for `source`, and the adapter slot its rows use (0: none)."""
-        adapter_config = Path(source.location) / ADAPTER_CONFIG
-        if source.kind == "directory" and adapter_config.is_file():
-            base = json.loads(adapter_config.read_text(encoding="utf-8"))["base_model_name_or_path"]
-            serving = self._base(base, base, quantize=False)
+        """The serving model for `source`, and the adapter slot its rows use (0: none).
+        A LoRA version's base is the directory the resolver found for it (a hub id's
+        cached snapshot, a local directory, the channel's scratch model)."""
+        if source.base is not None:
+            serving = self._base(source.base, source.base, quantize=False)
             return serving, self._adapter(serving, source.location)
-        hub = source.kind == "hub"
-        return self._base(source.location, source.name, hub=hub, quantize=self.int8), BASE_SLOT
+        return self._base(source.location, source.name, quantize=self.int8), BASE_SLOT
 
-    def _base(self, location: str, name: str, *, quantize: bool, hub: bool = False) -> ServingModel:
+    def mixture(self, source: ModelSource) -> Mixture | None:
+        """The n-gram mixture `source` serves with (None for a base, or a version
+        trained before versions had one)."""
+        if source.location in self._mixtures:
+            self._mixtures.move_to_end(source.location)
+            return self._mixtures[source.location]
+        mixture = Mixture.load(Path(source.location))
+        self._mixtures[source.location] = mixture
+        while len(self._mixtures) > MAX_MIXTURES:
+            self._mixtures.popitem(last=False)
+        return mixture
+
+    def _base(self, location: str, name: str, *, quantize: bool) -> ServingModel:
         # An int8 copy and a float copy (for adapters) of one model are separate entries.
         key = location + ("#int8" if quantize else "")
         serving = self._models.get(key)
         if serving is not None:
             self._models.move_to_end(key)
             return serving
-        loaded = load_hub(location) if hub else load_directory(Path(location), name)
+        loaded = load_directory(Path(location), name)
         # Counted at float size: a conservative bound (packed int8 weights are not
         # parameters, so they cannot be counted after quantizing).
         nbytes = model_bytes(loaded.model)

@@ -48,8 +48,54 @@ def configure_torch(threads: int) -> None:
     import torch
 
     torch.set_num_threads(max(1, threads))
-    quiet_libraries()
     log.debug("torch uses %d threads", torch.get_num_threads())
+
+
+_imported = threading.Lock()
+_import_done = False
+
+
+def import_libraries() -> None:
+    """Imports torch, transformers, peft and the hub client, and every name Tsuzuki
+    takes from them, once per process, on the calling thread.
+
+    transformers resolves its names lazily, on first use; two threads doing that at the
+    same time (the device thread loading a model, another thread loading a tokenizer)
+    can see a half-initialised module and fail with "cannot import name
+    'AutoTokenizer'". DeviceWorker calls this before it starts its thread, so from then
+    on every thread finds them imported."""
+    global _import_done
+    with _imported:
+        if _import_done:
+            return
+        import huggingface_hub
+        import peft
+        import tokenizers  # noqa: F401
+        import torch  # noqa: F401
+        import transformers
+        from transformers import activations, cache_utils, pytorch_utils  # noqa: F401
+
+        for name in (
+            "AutoConfig",
+            "AutoModelForCausalLM",
+            "AutoTokenizer",
+            "DynamicCache",
+            "GPT2Config",
+            "GPT2LMHeadModel",
+            "PreTrainedTokenizerFast",
+            # The tokenizer classes of the supported bases (rinna, colorfulscoop, gpt2).
+            "T5Tokenizer",
+            "BertGenerationTokenizer",
+            "GPT2Tokenizer",
+        ):
+            getattr(transformers, name)
+        for name in ("LoraConfig", "PeftConfig", "PeftModel", "get_peft_model"):
+            getattr(peft, name)
+        # The hub client resolves its names lazily too (bot/generation/bases.py).
+        for name in ("HfApi", "constants", "snapshot_download", "try_to_load_from_cache"):
+            getattr(huggingface_hub, name)
+        quiet_libraries()
+        _import_done = True
 
 
 def quiet_libraries() -> None:
@@ -119,6 +165,7 @@ class DeviceWorker:
         self._pending_interactive = 0
         self._lock = threading.Lock()
         self._held: list[tuple[int, int, _Job | None]] = []  # popped, not batchable now
+        import_libraries()  # before the device thread exists: no import races
         self._thread = threading.Thread(
             target=self._loop, args=(threads,), name="tsuzuki-device", daemon=True
         )

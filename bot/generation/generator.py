@@ -19,6 +19,7 @@ from bot.engine.models import ModelCache, ServingModel
 from bot.engine.worker import BatchOutcome, DeviceWorker, Priority
 from bot.errors import UserError
 from bot.generation.cleaning import clean, decode_new_text
+from bot.generation.ngram import Mixture
 from bot.generation.prompt import PreparedPrompt, continue_prompt, reply_prompt
 from bot.generation.resolver import ModelResolver, ModelSource
 from bot.generation.sampling import variant_seed
@@ -65,16 +66,20 @@ class LocalGenerator:
         """Generates every item, one decoding loop per base model."""
         outcomes: list[BatchOutcome[GenerationResult]] = [BatchOutcome() for _ in items]
         groups: dict[int, tuple[ServingModel, list[tuple[int, int]]]] = {}
+        mixtures: dict[int, Mixture | None] = {}
         for i, item in enumerate(items):
             try:
                 serving, adapter = self.cache.get(item.source)
+                mixtures[i] = self.cache.mixture(item.source)
             except UserError as e:
                 outcomes[i] = BatchOutcome(error=e)
                 continue
             groups.setdefault(id(serving), (serving, []))[1].append((i, adapter))
         for serving, members in groups.values():
             try:
-                results = self._generate_group(serving, [(items[i], a) for i, a in members])
+                results = self._generate_group(
+                    serving, [(items[i], a, mixtures[i]) for i, a in members]
+                )
             except Exception as e:
                 log.exception("generation failed for a batch of %d", len(members))
                 results = [e] * len(members)  # type: ignore[list-item]
@@ -86,14 +91,14 @@ class LocalGenerator:
         return outcomes
 
     def _generate_group(
-        self, serving: ServingModel, members: list[tuple[_Item, int]]
+        self, serving: ServingModel, members: list[tuple[_Item, int, Mixture | None]]
     ) -> list[GenerationResult]:
         loaded = serving.loaded
         started = time.perf_counter()
         prompts: list[PreparedPrompt] = []
         rows: list[Row] = []
         owners: list[int] = []  # rows[k] belongs to members[owners[k]]
-        for m, (item, adapter) in enumerate(members):
+        for m, (item, adapter, mixture) in enumerate(members):
             settings = item.request.settings
             if item.request.mode == "continue":
                 prompt = continue_prompt(
@@ -125,6 +130,7 @@ class LocalGenerator:
                         prompt.max_new_tokens,
                         loaded.eos_id,
                         adapter,
+                        mixture,
                     )
                 )
                 owners.append(m)
@@ -135,11 +141,11 @@ class LocalGenerator:
         metrics.batch_rows.observe(len(rows))
         metrics.tokens.inc(sum(len(t) for t in new_tokens))
         metrics.generation_seconds.inc(seconds)
-        for item, _ in members:
+        for item, _, _ in members:
             metrics.first_token.observe(decoded.first_token_at - item.enqueued)
 
         results = []
-        for m, (item, _) in enumerate(members):
+        for m, (item, _, _) in enumerate(members):
             mine = [new_tokens[k] for k in range(len(rows)) if owners[k] == m]
             texts = []
             for ids in mine:

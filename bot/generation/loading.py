@@ -1,33 +1,30 @@
-"""Loading a causal LM and its own tokenizer from a local directory or the hub.
+"""Loading a causal LM and its own tokenizer from a directory: a local one, a hub
+snapshot in the local cache (bot/generation/bases.py finds it), a version, a scratch
+model. Nothing here goes to the network: `local_files_only` always.
 
 Tokenizers always come from the model's own files through AutoTokenizer (SentencePiece
-for rinna's T5Tokenizer, byte-level BPE for GPT-2 and scratch models). A model without
-a tokenizer is an error: a silent fallback to the English GPT-2 tokenizer would turn
-Japanese into garbage that still looks like it works.
+for rinna's T5Tokenizer, byte-level BPE for GPT-2 and scratch models), made fit for chat
+by bot/generation/tokenizing.py. A model without a tokenizer is an error: a silent
+fallback to the English GPT-2 tokenizer would turn Japanese into garbage that still
+looks like it works.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlparse
 
 from bot import messages as M
 from bot.errors import UserError
+from bot.generation.bases import ADAPTER_CONFIG, check_directory, locate
+from bot.generation.tokenizing import prepare_tokenizer
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "spiece.model", "vocab.json")
-# A LoRA version holds only its adapter; the base it was trained on is named inside.
-ADAPTER_CONFIG = "adapter_config.json"
-HUB_PROBE_TIMEOUT_S = 3.0
 
 
 @dataclass
@@ -38,7 +35,7 @@ class LoadedModel:
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     context_length: int  # tokens the model can attend to (prompt + generated)
-    eos_id: int | None  # the end-of-message token; None if the tokenizer has none
+    eos_id: int | None  # the end-of-message token (every loaded tokenizer has one)
 
 
 def pick_device() -> str:
@@ -48,78 +45,12 @@ def pick_device() -> str:
 
 
 def load_directory(path: Path, name: str) -> LoadedModel:
-    """A model saved with save_pretrained (model + tokenizer in one directory)."""
-    _check_directory(path)
-    return _load(str(path), name, local_files_only=True)
-
-
-def _check_directory(path: Path) -> None:
-    has_weights = (path / "config.json").is_file() or (path / ADAPTER_CONFIG).is_file()
-    if not has_weights or not any((path / f).is_file() for f in TOKENIZER_FILES):
-        raise UserError(M.t("model_dir_incomplete", path=path))
-
-
-def load_trainable(source: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A model to train further (a directory or a hub id): a full model, or a base with
-    its LoRA adapter left trainable (not merged)."""
-    from transformers import AutoTokenizer
-
-    local = _local_or_cached(source)
-    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local)
-    model = _model_from(source, local_files_only=local, merge=False)
-    return model.to(pick_device()), tokenizer
-
-
-def _local_or_cached(source: str) -> bool:
-    """True when `source` can load without network; raises the helpful error when it
-    would need the hub and the hub is out of reach."""
-    if Path(source).is_dir():
-        _check_directory(Path(source))
-        return True
-    from huggingface_hub import try_to_load_from_cache
-
-    if isinstance(try_to_load_from_cache(source, "config.json"), str):
-        return True
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"} or not _hub_reachable():
-        raise UserError(M.t("model_hub_unreachable", spec=source))
-    return False
-
-
-def load_hub(hub_id: str) -> LoadedModel:
-    """A model from the Hugging Face hub (or its local cache). With no network this fails
-    within seconds instead of retrying for a minute."""
+    """A model saved with save_pretrained (model + tokenizer in one directory), or a
+    LoRA version (its adapter merged into the base it names)."""
+    check_directory(path)
+    tokenizer = load_tokenizer(path, name)
     try:
-        return _load(hub_id, hub_id, local_files_only=True)
-    except UserError:
-        pass
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"} or not _hub_reachable():
-        raise UserError(M.t("model_hub_unreachable", spec=hub_id))
-    return _load(hub_id, hub_id, local_files_only=False)
-
-
-def _hub_reachable() -> bool:
-    from huggingface_hub import constants
-
-    url = urlparse(constants.ENDPOINT)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname or "", port), timeout=HUB_PROBE_TIMEOUT_S):
-            return True
-    except OSError:
-        return False
-
-
-def _load(source: str, name: str, *, local_files_only: bool) -> LoadedModel:
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
-    except (OSError, ValueError) as e:
-        raise UserError(M.t("model_load_failed", spec=name, reason=_first_line(e))) from e
-    if tokenizer is None or isinstance(tokenizer, bool):
-        raise UserError(M.t("tokenizer_missing", spec=name))
-    try:
-        model = _model_from(source, local_files_only=local_files_only, merge=True)
+        model = _model_from(path, merge=True)
     except (OSError, ValueError) as e:
         raise UserError(M.t("model_load_failed", spec=name, reason=_first_line(e))) from e
     model.to(pick_device()).eval()
@@ -133,25 +64,59 @@ def _load(source: str, name: str, *, local_files_only: bool) -> LoadedModel:
     )
 
 
-def _model_from(source: str, *, local_files_only: bool, merge: bool) -> PreTrainedModel:
+def load_tokenizer(path: Path, name: str | None = None) -> PreTrainedTokenizerBase:
+    """The tokenizer saved in `path`, prepared for chat text (tokenizing.py)."""
+    from transformers import AutoTokenizer
+
+    name = name or str(path)
+    check_directory(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise UserError(M.t("model_load_failed", spec=name, reason=_first_line(e))) from e
+    if tokenizer is None or isinstance(tokenizer, bool):
+        raise UserError(M.t("tokenizer_missing", spec=name))
+    return prepare_tokenizer(tokenizer, name)
+
+
+def load_trainable(source: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A model to train further (a directory, or a spec `locate` resolves): a full
+    model, or a base with its LoRA adapter left trainable (not merged)."""
+    path = locate(source)
+    tokenizer = load_tokenizer(path, source)
+    try:
+        model = _model_from(path, merge=False)
+    except (OSError, ValueError) as e:
+        raise UserError(M.t("model_load_failed", spec=source, reason=_first_line(e))) from e
+    return model.to(pick_device()), tokenizer
+
+
+def _model_from(path: Path, *, merge: bool) -> PreTrainedModel:
     import torch
     from transformers import AutoModelForCausalLM
 
-    if not (Path(source) / ADAPTER_CONFIG).is_file():
+    if not (path / ADAPTER_CONFIG).is_file():
         return AutoModelForCausalLM.from_pretrained(
-            source, local_files_only=local_files_only, dtype=torch.float32
+            str(path), local_files_only=True, dtype=torch.float32
         )
     from peft import PeftConfig, PeftModel
 
-    base_id = PeftConfig.from_pretrained(source).base_model_name_or_path
+    # The adapter names its base by spec (a hub id, a directory); resolved like any base.
+    base_dir = locate(PeftConfig.from_pretrained(str(path)).base_model_name_or_path)
     base = AutoModelForCausalLM.from_pretrained(
-        base_id, local_files_only=local_files_only, dtype=torch.float32
+        str(base_dir), local_files_only=True, dtype=torch.float32
     )
     if merge:
-        # Serving: fold the adapter into the weights, so generation costs what the
-        # base costs. (Mixed-adapter batches will keep them apart.)
-        return PeftModel.from_pretrained(base, source).merge_and_unload()
-    return PeftModel.from_pretrained(base, source, is_trainable=True)
+        # Evaluation and one-off loads: fold the adapter into the weights, so a forward
+        # pass costs what the base costs. (Serving keeps adapters apart: engine/lora.py.)
+        return PeftModel.from_pretrained(base, str(path)).merge_and_unload()
+    model = PeftModel.from_pretrained(base, str(path), is_trainable=True)
+    # peft reads the base's config again when saving; point it at the directory found
+    # here, or it would look the hub id up on the network. (The saved version names
+    # its base by spec again: TrainingService._write_version.)
+    for config in model.peft_config.values():
+        config.base_model_name_or_path = str(base_dir)
+    return model
 
 
 def fuse_gelu(model: PreTrainedModel) -> None:

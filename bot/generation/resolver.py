@@ -1,15 +1,21 @@
 """Which model answers for a channel: its active trained version, else the configured
-base (a hub id, a directory, or a scratch model built once for the channel)."""
+base (a hub id, a directory, or a scratch model built once for the channel).
+
+Every base a channel uses is resolved here, by `base_dir`, the same way for serving,
+training and evaluation: a hub id or a directory by bot/generation/bases.py (the local
+hub cache first, no network when the model is there), `scratch` by building the
+channel's own scratch model once.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from bot.domain import ChannelRef
 from bot.engine.worker import DeviceWorker
+from bot.generation.bases import locate
 from bot.generation.scratch import create_scratch
 from bot.generation.spec import ModelSpec
 from bot.ports import MessageStore, ModelRegistry
@@ -22,8 +28,8 @@ SCRATCH_TOKENIZER_MESSAGES = 50_000
 @dataclass(frozen=True)
 class ModelSource:
     name: str  # shown to users: "v3", "scratch:tiny", "rinna/japanese-gpt2-xsmall"
-    kind: Literal["directory", "hub"]
-    location: str  # a directory, or a hub id
+    location: str  # the directory of the model, or of a LoRA adapter
+    base: str | None = None  # a LoRA adapter's base: the directory of the base model
 
 
 class ModelResolver:
@@ -41,17 +47,34 @@ class ModelResolver:
         self.messages = messages
         self.worker = worker
         self._creating: dict[Path, asyncio.Lock] = {}
+        self._located: dict[str, Path] = {}  # spec → directory, for hub ids and dirs
 
     async def resolve(self, ref: ChannelRef) -> ModelSource:
         # Asked every time, so a newly promoted version answers the next request.
         active = await self.registry.active(ref)
-        if active is not None:
-            return ModelSource(f"v{active.version}", "directory", active.path)
-        if self.base.kind == "hub":
-            return ModelSource(str(self.base), "hub", self.base.value)
-        if self.base.kind == "local":
-            return ModelSource(str(self.base), "directory", self.base.value)
-        return ModelSource(str(self.base), "directory", str(await self.scratch_base(ref)))
+        if active is None:
+            return ModelSource(str(self.base), str(await self.base_dir(ref)))
+        name = f"v{active.version}"
+        if active.method != "lora":
+            return ModelSource(name, active.path)
+        # A LoRA version runs on the base it was trained on, resolved like any base.
+        base = await self.base_dir(ref, ModelSpec.parse(active.base_model))
+        return ModelSource(name, active.path, base=str(base))
+
+    async def base_dir(self, ref: ChannelRef, spec: ModelSpec | None = None) -> Path:
+        """The directory of the base `spec` names (default: the configured base) for
+        the channel. A hub id not in the local cache is downloaded only when the hub
+        is reachable; otherwise this raises the UserError that says how to get it."""
+        spec = spec or self.base
+        if spec.kind == "scratch":
+            return await self.scratch_base(ref, spec)
+        key = str(spec)
+        path = self._located.get(key)
+        if path is None or not path.is_dir():
+            # A thread, not the device worker: a first download may take minutes.
+            path = await asyncio.to_thread(locate, spec)
+            self._located[key] = path
+        return path
 
     async def scratch_base(self, ref: ChannelRef, spec: ModelSpec | None = None) -> Path:
         """The channel's scratch model of `spec`'s size (default: the configured base),

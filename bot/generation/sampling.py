@@ -14,6 +14,8 @@ from bot.domain import SamplingSettings
 if TYPE_CHECKING:
     import torch
 
+    from bot.generation.ngram import Mixture
+
 # Rows of one request with n variants get seeds this far apart, so variants differ but
 # each is reproducible on its own.
 VARIANT_SEED_STRIDE = 1_000_003
@@ -35,6 +37,18 @@ def banned_by_ngrams(history: list[int], n: int) -> set[int]:
     return banned
 
 
+def mix_logits(logits: torch.Tensor, mixture: Mixture, history: list[int]) -> torch.Tensor:
+    """log(w · softmax(logits) + (1 − w) · P_ngram(· | the last tokens of history))."""
+    import torch
+
+    context = history[len(history) - (mixture.ngram.order - 1) :] if mixture.ngram.order > 1 else []
+    p_ngram = torch.from_numpy(mixture.ngram.distribution(context)).to(logits.device)
+    vocab = min(logits.numel(), p_ngram.numel())
+    mixed = mixture.weight * torch.softmax(logits, dim=-1)
+    mixed[:vocab] += (1.0 - mixture.weight) * p_ngram[:vocab]
+    return torch.log(mixed)
+
+
 def pick_next(
     logits: torch.Tensor,
     settings: SamplingSettings,
@@ -42,13 +56,20 @@ def pick_next(
     generator: torch.Generator,
     *,
     forbid: int | None = None,
+    mixture: Mixture | None = None,
 ) -> int:
     """The next token for one row. `logits` is the row's last-position logits (vocab,),
     `history` the row's prompt and generated tokens so far, `forbid` a token that may
-    not come now (the end-of-message token on the first step: no empty messages)."""
+    not come now (the end-of-message token on the first step: no empty messages),
+    `mixture` the version's n-gram mixture, if it has one."""
     import torch
 
     logits = logits.float().clone()
+
+    # 0. The version's n-gram mixed in, as its held-out figure was measured: the
+    #    "logits" become the log-probabilities of the mixture.
+    if mixture is not None:
+        logits = mix_logits(logits, mixture, history)
 
     # 1. Repetition penalty, as in CTRL: make every token already present less likely.
     if settings.repetition_penalty != 1.0 and history:

@@ -4,7 +4,11 @@ The shape of the data is nanoGPT's: every message is tokenized, closed with the
 tokenizer's end-of-text token and appended to one long stream of uint32 token ids on
 disk (train.bin). Training cuts blocks of `block_size` tokens out of that stream, so no
 compute goes to padding. The newest ~5% of messages are held out (eval.jsonl): the eval
-then measures what the bot will face next, not a random sample of the past.
+then measures what the bot will face next, not a random sample of the past. The newest
+~5% of the rest are validation messages (valid.jsonl), also kept out of train.bin: they
+choose the best point of the run and the weight of the n-gram mixture, so the eval
+messages decide nothing and their figure stays honest. Every training text (validation
+included) is also kept as text (train.jsonl) for the channel's Markov chain.
 
 Messages are read page by page and written out as they come, so a channel of a
 million messages never sits in memory as one list.
@@ -47,6 +51,7 @@ SPAM_WINDOW = 5
 @dataclass(frozen=True)
 class DatasetOptions:
     eval_fraction: float = 0.05  # share of the newest messages held out for evaluation
+    valid_fraction: float = 0.05  # share of the rest held out for validation
     author_prefix: bool = False  # train on "name: text" so the model learns who talks
     page_size: int = 5000  # messages read from the database per query
 
@@ -60,6 +65,7 @@ class DatasetInfo:
     train_tokens: int
     eval_tokens: int
     max_message_id: int  # the newest message read: what "new since" counts from
+    valid_messages: int = 0
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)), encoding="utf-8")
@@ -119,10 +125,16 @@ async def build_dataset(
     out_dir.mkdir(parents=True, exist_ok=True)
     n_eval = eval_count(total, options.eval_fraction)
     n_train_target = total - n_eval
+    # Validation only once there is enough to spare: a tiny channel trains on all.
+    n_valid = eval_count(n_train_target, options.valid_fraction) if n_train_target >= 20 else 0
+    n_fit_target = n_train_target - n_valid
     spam = SpamFilter()
     seen = kept = skipped = train_messages = eval_messages = train_tokens = eval_tokens = 0
+    valid_messages = 0
     with (
         (out_dir / "train.bin").open("wb") as train_f,
+        (out_dir / "train.jsonl").open("w", encoding="utf-8") as texts_f,
+        (out_dir / "valid.jsonl").open("w", encoding="utf-8") as valid_f,
         (out_dir / "eval.jsonl").open("w", encoding="utf-8") as eval_f,
     ):
         async for page in pages:
@@ -136,8 +148,13 @@ async def build_dataset(
                 kept += 1
                 if options.author_prefix and author:
                     text = f"{author}: {text}"
-                if seen <= n_train_target:
+                if seen <= n_fit_target:
                     train_texts.append(text)
+                    texts_f.write(json.dumps(text, ensure_ascii=False) + "\n")
+                elif seen <= n_train_target:
+                    texts_f.write(json.dumps(text, ensure_ascii=False) + "\n")
+                    valid_f.write(json.dumps(text, ensure_ascii=False) + "\n")
+                    valid_messages += 1
                 else:
                     eval_f.write(json.dumps(text, ensure_ascii=False) + "\n")
                     eval_messages += 1
@@ -149,14 +166,25 @@ async def build_dataset(
                 train_tokens += len(ids)
     eval_tokens = sum(len(ids) for ids in _eval_token_lists(tokenizer, read_eval_texts(out_dir)))
     info = DatasetInfo(
-        kept, skipped, train_messages, eval_messages, train_tokens, eval_tokens, max_message_id
+        kept,
+        skipped,
+        train_messages,
+        eval_messages,
+        train_tokens,
+        eval_tokens,
+        max_message_id,
+        valid_messages,
     )
     info.save(out_dir / "dataset.json")
     return info
 
 
-def read_eval_texts(out_dir: Path) -> list[str]:
-    with (out_dir / "eval.jsonl").open(encoding="utf-8") as f:
+def read_eval_texts(out_dir: Path, name: str = "eval") -> list[str]:
+    """The held-out texts of a dataset: "eval", "valid" or "train" (all training text)."""
+    path = out_dir / f"{name}.jsonl"
+    if not path.is_file():
+        return []
+    with path.open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 
 

@@ -2,7 +2,9 @@
 
 Loss is reported per token (and as perplexity), the way training logs it. Versions are
 compared per character instead: two versions can have different tokenizers (a new
-base), and nats per character means the same thing for both.
+base), and bits per character mean the same thing for both, and for the channel's
+character Markov chain (markov.py), which scores every character and one end symbol
+per message, as here.
 """
 
 from __future__ import annotations
@@ -11,8 +13,12 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from bot.generation.ngram import Mixture
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,46 @@ class EvalResult:
     def nats_per_char(self) -> float:
         return self.nats / self.chars if self.chars else math.nan
 
+    @property
+    def bits_per_char(self) -> float:
+        return self.nats_per_char / math.log(2)
+
+
+def eval_stream(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> np.ndarray:
+    """The texts as one token stream: end-of-text, message, end-of-text, message, …, so
+    the first token follows an end-of-text, as every message does."""
+    eos = tokenizer.eos_token_id
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+    return np.asarray([eos, *(t for row in ids for t in (*row, eos))], dtype=np.int64)
+
+
+def token_probs(
+    model: PreTrainedModel, stream: np.ndarray, block_size: int, batch_size: int = 8
+) -> np.ndarray:
+    """The network's probability of each next token of the stream (stream[i + 1] for i
+    in 0..len - 2), scored in blocks of `block_size`, like training sees it."""
+    import torch
+
+    starts = list(range(0, len(stream) - 1, block_size))
+    probs = np.zeros(max(len(stream) - 1, 0), dtype=np.float64)
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        # Full blocks go in batches; the last, shorter one alone.
+        full = [s for s in starts if s + block_size + 1 <= len(stream)]
+        groups = [full[i : i + batch_size] for i in range(0, len(full), batch_size)]
+        groups += [[s] for s in starts if s + block_size + 1 > len(stream)]
+        for group in groups:
+            rows = [stream[s : s + block_size + 1] for s in group]
+            ids = torch.tensor(np.stack(rows), dtype=torch.long, device=model.device)
+            logits = model(input_ids=ids[:, :-1]).logits.float()
+            logp = torch.log_softmax(logits, dim=-1)
+            picked = logp.gather(-1, ids[:, 1:, None])[..., 0].double().exp().cpu().numpy()
+            for s, row in zip(group, picked, strict=True):
+                probs[s : s + len(row)] = row
+    model.train(was_training)
+    return probs
+
 
 def evaluate_texts(
     model: PreTrainedModel,
@@ -43,38 +89,16 @@ def evaluate_texts(
     texts: list[str],
     block_size: int,
     batch_size: int = 8,
+    mixture: Mixture | None = None,
 ) -> EvalResult:
-    """Packs the texts into one token stream (message, end-of-text, message, …) and
-    scores it in blocks, like training sees it."""
-    import torch
-
+    """Held-out figures of the model (mixed with its n-gram, when it has one)."""
     if not texts:
         return EvalResult(0.0, 0, 0)
-    eos = tokenizer.eos_token_id
-    stream = [
-        token
-        for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]
-        for token in (*ids, eos)
-    ]
-    # The first token of the stream follows an end-of-text, as every message does.
-    stream = [eos, *stream]
-    blocks = [stream[i : i + block_size + 1] for i in range(0, len(stream) - 1, block_size)]
-    nats, tokens = 0.0, 0
-    was_training = model.training
-    model.eval()
-    with torch.inference_mode():
-        full = [b for b in blocks if len(b) == block_size + 1]
-        ragged = [b for b in blocks if len(b) != block_size + 1 and len(b) > 1]
-        batches = [full[i : i + batch_size] for i in range(0, len(full), batch_size)]
-        batches += [[b] for b in ragged]
-        for batch in batches:
-            ids = torch.tensor(batch, dtype=torch.long, device=model.device)
-            logits = model(input_ids=ids[:, :-1]).logits.float()
-            loss = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.size(-1)), ids[:, 1:].reshape(-1), reduction="sum"
-            )
-            nats += float(loss)
-            tokens += ids[:, 1:].numel()
-    model.train(was_training)
+    stream = eval_stream(tokenizer, texts)
+    probs = token_probs(model, stream, block_size, batch_size)
+    if mixture is not None:
+        probs = mixture.mix(probs, mixture.ngram.stream_probs(stream))
+    # A probability that underflowed to 0 costs as much as float64 can say, not inf.
+    nats = float(-np.log(np.maximum(probs, 1e-300)).sum())
     chars = sum(len(t) + 1 for t in texts)
-    return EvalResult(nats, tokens, chars)
+    return EvalResult(nats, len(probs), chars)

@@ -18,11 +18,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from bot.training.dataset import load_tokens
-from bot.training.evaluation import EvalResult, evaluate_texts
+from bot.training.dataset import load_tokens, read_eval_texts
+from bot.training.evaluation import EvalResult, eval_stream, evaluate_texts, token_probs
+from bot.training.mixture import fit_mixture
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from bot.generation.ngram import Mixture
 
 Method = Literal["lora", "full"]
 
@@ -32,6 +35,12 @@ class TrainConfig:
     method: Method  # lora: small adapters over a frozen base; full: every weight
     max_steps: int = 200  # optimizer steps
     max_minutes: float | None = None  # stop early once this much wall time is spent
+    # Stop once this many passes over the training tokens are done: a small channel
+    # learns all it can long before a time budget runs out.
+    max_epochs: float | None = None
+    # Steps between validation checks; the run keeps the weights that scored best on
+    # the validation messages, so over-training past that point costs nothing.
+    validate_every: int = 100
     learning_rate: float | None = None  # peak; None picks the method's default
     warmup_steps: int = 10  # linear warm-up from 0 to the peak
     min_lr_ratio: float = 0.1  # cosine decay ends at peak * this
@@ -76,6 +85,9 @@ class StepResult:
     loss: float
     tokens: int  # tokens this step trained on
     seconds: float
+    done: float = 0.0  # share of the run done: steps, epochs or time, whichever is nearest its end
+    elapsed: float = 0.0  # training seconds so far
+    budget: float | None = None  # the run's time budget in seconds, if it has one
 
 
 @dataclass
@@ -84,6 +96,9 @@ class TrainState:
     tokens_seen: int = 0
     seconds: float = 0.0  # training time spent, across resumes
     losses: list[float] = field(default_factory=list)
+    best_valid: float | None = None  # best validation loss so far (nats per token)
+    best_step: int = 0  # the step whose weights scored it
+    valid_losses: list[tuple[int, float]] = field(default_factory=list)
 
 
 def bf16_supported() -> bool:
@@ -110,6 +125,8 @@ class FineTune:
         self.block_size = 0
         self._slices: list[np.ndarray] = []  # what is left of the current step
         self._step_rows, self._step_loss, self._step_seconds = 0, 0.0, 0.0
+        self._valid: np.ndarray = np.zeros(0, dtype=np.int64)  # validation token stream
+        self._best: dict[str, Any] | None = None  # trainable weights of the best step
 
     # --- set-up ----------------------------------------------------------------------
 
@@ -128,6 +145,9 @@ class FineTune:
         self._tokens = load_tokens(self.run_dir / "train.bin")
         if len(self._tokens) < 2:
             raise ValueError("not enough history to train on")
+        valid_texts = read_eval_texts(self.run_dir, "valid")
+        if valid_texts:
+            self._valid = eval_stream(self.tokenizer, valid_texts)
         limit = min(self.config.block_size, context_length(model, self.tokenizer))
         self.block_size = min(limit, len(self._tokens) - 1)
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -142,6 +162,9 @@ class FineTune:
     @property
     def done(self) -> bool:
         if self.state.step >= self.config.max_steps:
+            return True
+        epochs = self.config.max_epochs
+        if epochs is not None and self.state.tokens_seen >= epochs * len(self._tokens):
             return True
         budget = self.config.max_minutes
         return budget is not None and self.state.seconds >= budget * 60
@@ -196,9 +219,28 @@ class FineTune:
         self.state.tokens_seen += tokens
         self.state.seconds += seconds
         self.state.losses.append(self._step_loss)
+        if self.state.step % cfg.validate_every == 0 and not self.done:
+            self.validate()
         if self.state.step % cfg.checkpoint_every == 0 and not self.done:
             self.save_checkpoint()
-        return StepResult(self.state.step, self._step_loss, tokens, seconds)
+        return StepResult(
+            self.state.step,
+            self._step_loss,
+            tokens,
+            seconds,
+            done=self.share_done(),
+            elapsed=self.state.seconds,
+            budget=None if cfg.max_minutes is None else cfg.max_minutes * 60,
+        )
+
+    def share_done(self) -> float:
+        cfg, state = self.config, self.state
+        shares = [state.step / max(1, cfg.max_steps)]
+        if cfg.max_epochs is not None and len(self._tokens):
+            shares.append(state.tokens_seen / (cfg.max_epochs * len(self._tokens)))
+        if cfg.max_minutes is not None:
+            shares.append(state.seconds / (cfg.max_minutes * 60))
+        return min(1.0, max(shares))
 
     def step(self) -> StepResult:
         """One whole optimizer step (all of its slices)."""
@@ -211,10 +253,51 @@ class FineTune:
         starts = rng.integers(0, len(self._tokens) - span + 1, size=self.config.batch_size)
         return np.stack([np.asarray(self._tokens[s : s + span]) for s in starts])
 
+    # --- validation -------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Scores the validation messages; remembers these weights if they are the best
+        so far. (Counted as training time: it is part of what the budget buys.)"""
+        if len(self._valid) < 2:
+            return
+        started = time.perf_counter()
+        probs = token_probs(self.model, self._valid, self.block_size)
+        loss = float(-np.log(np.maximum(probs, 1e-300)).mean())
+        self.state.valid_losses.append((self.state.step, loss))
+        if math.isfinite(loss) and (self.state.best_valid is None or loss < self.state.best_valid):
+            self.state.best_valid, self.state.best_step = loss, self.state.step
+            self._best = self._trainable()
+        self.state.seconds += time.perf_counter() - started
+
+    def finish(self) -> None:
+        """The end of the run: a last validation, then the best weights seen."""
+        import torch
+
+        self.validate()
+        if self._best is not None and self.state.best_step != self.state.step:
+            params = dict(self.model.named_parameters())
+            with torch.no_grad():
+                for name, value in self._best.items():
+                    params[name].copy_(value)
+
+    def _trainable(self) -> dict[str, Any]:
+        return {
+            n: p.detach().cpu().clone() for n, p in self.model.named_parameters() if p.requires_grad
+        }
+
     # --- evaluation and output ------------------------------------------------------
 
-    def evaluate(self, texts: list[str]) -> EvalResult:
-        return evaluate_texts(self.model, self.tokenizer, texts, self.block_size)
+    def evaluate(self, texts: list[str], mixture: Mixture | None = None) -> EvalResult:
+        return evaluate_texts(self.model, self.tokenizer, texts, self.block_size, mixture=mixture)
+
+    def fit_mixture(self) -> Mixture:
+        return fit_mixture(
+            self.model,
+            self.tokenizer,
+            np.asarray(self._tokens),
+            read_eval_texts(self.run_dir, "valid"),
+            self.block_size,
+        )
 
     def save_version(self, directory: Path) -> None:
         """Weights (or the adapter), tokenizer and config; safetensors only."""
@@ -234,6 +317,7 @@ class FineTune:
             "state": asdict(self.state),
             "config": asdict(self.config),
             "trainable": trainable,
+            "best": self._best,
             "optimizer": self._optimizer.state_dict(),
         }
         path = self.run_dir / self.CHECKPOINT
@@ -256,7 +340,10 @@ class FineTune:
             for name, value in payload["trainable"].items():
                 params[name].copy_(value)
         self._optimizer.load_state_dict(payload["optimizer"])
-        self.state = TrainState(**payload["state"])
+        state = payload["state"]
+        state["valid_losses"] = [tuple(x) for x in state.get("valid_losses", [])]
+        self.state = TrainState(**state)
+        self._best = payload.get("best")
         return True
 
     def metadata(self) -> dict[str, Any]:
@@ -265,6 +352,8 @@ class FineTune:
             "steps": self.state.step,
             "tokens_seen": self.state.tokens_seen,
             "train_seconds": round(self.state.seconds, 2),
+            "best_step": self.state.best_step,
+            "best_valid_loss": self.state.best_valid,
             "config": asdict(self.config),
         }
 

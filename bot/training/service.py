@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import shutil
 from collections.abc import Callable
@@ -24,13 +25,16 @@ from bot.config import Settings
 from bot.domain import ChannelRef, ModelVersionInfo
 from bot.engine.worker import DeviceWorker, Priority
 from bot.errors import UserError
-from bot.generation.loading import load_directory
+from bot.generation.bases import ADAPTER_CONFIG
+from bot.generation.loading import load_directory, load_tokenizer
+from bot.generation.ngram import Mixture
 from bot.generation.resolver import ModelResolver
 from bot.generation.spec import ModelSpec
 from bot.ports import ChannelStore, MessageStore, ModelRegistry
 from bot.training.dataset import DatasetInfo, DatasetOptions, build_dataset, read_eval_texts
 from bot.training.evaluation import EvalResult, evaluate_texts
 from bot.training.finetune import FineTune, Method, StepResult, TrainConfig, bf16_supported
+from bot.training.markov import MarkovScore, markov_baseline
 from bot.training.plot import save_loss_curve
 
 log = logging.getLogger(__name__)
@@ -45,8 +49,12 @@ ProgressFn = Callable[[StepResult, int], None]
 class TrainOptions:
     base: str | None = None  # base model spec; None: TSUZUKI_BASE_MODEL
     method: Method | None = None  # None: lora for pretrained bases, full for scratch
-    max_steps: int = 200
-    max_minutes: float | None = None
+    # The run ends at whichever limit comes first. The defaults train for a time budget
+    # (what a CPU affords a channel in a quarter of an hour), stop early on a channel
+    # too small to need it, and keep the step that did best on validation messages.
+    max_steps: int = 1_000_000
+    max_minutes: float | None = None  # None: TSUZUKI_TRAIN_MAX_MINUTES
+    max_epochs: float | None = 60.0
     learning_rate: float | None = None
     batch_size: int = 8
     grad_accum: int = 1
@@ -112,7 +120,8 @@ class TrainingService:
         config = TrainConfig(
             method=method,
             max_steps=options.max_steps,
-            max_minutes=options.max_minutes,
+            max_minutes=options.max_minutes or self.settings.train_max_minutes,
+            max_epochs=options.max_epochs,
             learning_rate=options.learning_rate,
             batch_size=options.batch_size,
             grad_accum=options.grad_accum,
@@ -130,9 +139,11 @@ class TrainingService:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "run.json").write_text(json.dumps(run_key), encoding="utf-8")
 
-        # 1. The dataset: written once per run, reused when the run resumes.
+        # 1. The dataset: written once per run, reused when the run resumes; and the
+        #    yardstick, the channel's own Markov chain on the same held-out messages.
         dataset = await self._dataset(ref, start, run_dir)
         eval_texts = read_eval_texts(run_dir)
+        markov = await self._markov(run_dir, eval_texts)
 
         # 2. Where we start: the model before training, on the held-out messages.
         start_eval = await self.worker.run(_evaluate_dir, start, eval_texts, options.block_size)
@@ -151,7 +162,11 @@ class TrainingService:
             self.worker.metrics.train_step.observe(result.seconds)
             if progress is not None:
                 progress(result, config.max_steps)
-        result_eval = await self.worker.run(trainer.evaluate, eval_texts)
+        # 4. The best weights the validation messages saw, the channel's n-gram mixed
+        #    in (its weight chosen on the validation messages), then the figure.
+        await self.worker.run(trainer.finish)
+        mixture = await self.worker.run(trainer.fit_mixture)
+        result_eval = await self.worker.run(trainer.evaluate, eval_texts, mixture)
 
         # 4. The new version: complete on disk before anyone can see it.
         version = await self.registry.next_version(ref)
@@ -169,8 +184,18 @@ class TrainingService:
             eval_perplexity=result_eval.perplexity,
             tokens_seen=trainer.state.tokens_seen,
             last_message_id=dataset.max_message_id,
+            eval_bits_per_char=_finite(result_eval.bits_per_char),
+            markov_bits_per_char=markov.bits_per_char,
         )
-        await self._write_version(trainer, final_dir, info, dataset, result_eval, start_eval)
+        # A LoRA adapter names its base by spec (a hub id rather than a path into one
+        # machine's hub cache), so the version loads wherever that base is found; a
+        # scratch base by its directory (it belongs to this channel).
+        base_ref = str(base)
+        if base.kind == "scratch":
+            base_ref = str(await self.resolver.scratch_base(ref, base))
+        await self._write_version(
+            trainer, final_dir, info, dataset, (result_eval, start_eval, markov), base_ref, mixture
+        )
         await self.registry.add(info)
 
         # 5. Promotion: no worse than the active version on today's held-out messages.
@@ -194,14 +219,13 @@ class TrainingService:
         )
 
     async def _start_source(self, ref: ChannelRef, base: ModelSpec, method: Method) -> str:
-        """The active version when it grew from the same base by the same method (so
-        nightly runs build on last night's), else the base itself."""
+        """The directory training starts from: the active version when it grew from the
+        same base by the same method (so nightly runs build on last night's), else the
+        base itself, resolved like every base (ModelResolver.base_dir)."""
         active = await self.registry.active(ref)
         if active and active.base_model == str(base) and active.method == method:
             return active.path
-        if base.kind == "scratch":
-            return str(await self.resolver.scratch_base(ref, base))
-        return base.value
+        return str(await self.resolver.base_dir(ref, base))
 
     async def _dataset(self, ref: ChannelRef, start: str, run_dir: Path) -> DatasetInfo:
         if (run_dir / "dataset.json").is_file():
@@ -211,11 +235,9 @@ class TrainingService:
             raise UserError(
                 M.t("training_not_enough", channel=ref, messages=total, needed=MIN_MESSAGES)
             )
-        from transformers import AutoTokenizer
-
-        tokenizer = await asyncio.to_thread(
-            AutoTokenizer.from_pretrained, start, local_files_only=Path(start).is_dir()
-        )
+        # Loaded on the device worker, like every model and tokenizer: one thread
+        # imports and loads, so the libraries' lazy imports never race.
+        tokenizer = await self.worker.run(load_tokenizer, Path(start))
         pages = self.messages.iter_training_texts(ref, max_id)
         options = DatasetOptions(author_prefix=self.settings.train_author_prefix)
         info = await build_dataset(pages, total, tokenizer, run_dir, max_id, options)
@@ -226,18 +248,66 @@ class TrainingService:
             )
         return info
 
+    async def evaluate_active(self, ref: ChannelRef) -> ModelVersionInfo:
+        """Measures the active version and the channel's Markov chain again, on the
+        channel's newest messages as they are now, and records both."""
+        active = await self.registry.active(ref)
+        if active is None:
+            raise UserError(M.t("no_active_version", channel=ref))
+        work_dir = self.settings.models_dir / ref.slug / f"eval-{os.getpid()}"
+        shutil.rmtree(work_dir, ignore_errors=True)
+        try:
+            await self._dataset(ref, active.path, work_dir)
+            eval_texts = read_eval_texts(work_dir)
+            markov = await self._markov(work_dir, eval_texts)
+            block_size = (
+                int(
+                    json.loads((Path(active.path) / "metadata.json").read_text(encoding="utf-8"))[
+                        "config"
+                    ]["block_size"]
+                )
+                if (Path(active.path) / "metadata.json").is_file()
+                else 128
+            )
+            result = await self.worker.run(_evaluate_dir, active.path, eval_texts, block_size)
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)
+        bits = _finite(result.bits_per_char)
+        await self.registry.set_quality(ref, active.version, bits, markov.bits_per_char)
+        return replace(active, eval_bits_per_char=bits, markov_bits_per_char=markov.bits_per_char)
+
+    async def _markov(self, run_dir: Path, eval_texts: list[str]) -> MarkovScore:
+        """The channel's Markov chain on the held-out messages (kept with the run, so a
+        resumed run does not fit it again). Pure Python, so it runs off the event loop
+        and off the device."""
+        path = run_dir / "markov.json"
+        if path.is_file():
+            return MarkovScore(**json.loads(path.read_text(encoding="utf-8")))
+        train_texts = read_eval_texts(run_dir, "train")
+        score = await asyncio.to_thread(markov_baseline, train_texts, eval_texts)
+        path.write_text(json.dumps(asdict(score)), encoding="utf-8")
+        return score
+
     async def _write_version(
         self,
         trainer: FineTune,
         final_dir: Path,
         info: ModelVersionInfo,
         dataset: DatasetInfo,
-        result_eval: EvalResult,
-        start_eval: EvalResult,
+        figures: tuple[EvalResult, EvalResult, MarkovScore],
+        base_ref: str,
+        mixture: Mixture,
     ) -> None:
+        result_eval, start_eval, markov = figures
         tmp = final_dir.with_name(final_dir.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         await self.worker.run(trainer.save_version, tmp)
+        await asyncio.to_thread(mixture.save, tmp)
+        adapter_config = tmp / ADAPTER_CONFIG
+        if adapter_config.is_file():
+            config = json.loads(adapter_config.read_text(encoding="utf-8"))
+            config["base_model_name_or_path"] = base_ref
+            adapter_config.write_text(json.dumps(config, indent=2), encoding="utf-8")
         metadata: dict[str, Any] = {
             "channel": str(info.channel),
             "version": info.version,
@@ -248,6 +318,11 @@ class TrainingService:
             "eval_loss": result_eval.loss,
             "eval_perplexity": result_eval.perplexity,
             "eval_nats_per_char": result_eval.nats_per_char,
+            "eval_bits_per_char": result_eval.bits_per_char,
+            "markov_bits_per_char": markov.bits_per_char,
+            "markov_order": markov.order,
+            "mixture_weight": mixture.weight,
+            "valid_messages": dataset.valid_messages,
             "start_eval_loss": start_eval.loss,
             "messages": dataset.messages,
             "train_messages": dataset.train_messages,
@@ -314,10 +389,14 @@ def _same_run(run_dir: Path, key: dict[str, Any]) -> bool:
 
 
 def _evaluate_dir(source: str, texts: list[str], block_size: int) -> EvalResult:
-    from bot.generation.loading import load_hub
+    """A version (or base) on the texts, with the n-gram mixture it serves with."""
+    loaded = load_directory(Path(source), source)
+    mixture = Mixture.load(Path(source))
+    return evaluate_texts(loaded.model, loaded.tokenizer, texts, block_size, mixture=mixture)
 
-    loaded = load_directory(Path(source), source) if Path(source).is_dir() else load_hub(source)
-    return evaluate_texts(loaded.model, loaded.tokenizer, texts, block_size)
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def _tail_mean(losses: list[float], n: int = 10) -> float | None:

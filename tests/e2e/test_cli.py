@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -101,7 +102,8 @@ def test_bad_configuration_names_the_variable(env: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["run"], ["import"], ["continue"], ["settings"], ["models"], ["db", "upgrade"]]
+    "command",
+    [[], ["run"], ["import"], ["continue"], ["settings"], ["models"], ["eval"], ["db", "upgrade"]],
 )
 def test_every_command_has_help(env: dict[str, str], command: list[str]) -> None:
     proc = tsuzuki(env, *command, "--help")
@@ -131,9 +133,23 @@ def test_training_from_the_command_line(env: dict[str, str], tmp_path: Path) -> 
     assert (
         Path(env["TSUZUKI_DATA_DIR"]) / "models" / "console-local-club" / "v1" / "loss.png"
     ).is_file()
-    assert "20/20" in trained.stderr  # the progress bar reached the end
+    assert "100%" in trained.stderr  # the progress bar reached the end
+    # Its quality, next to the channel's Markov chain on the same held-out messages.
+    quality = re.search(
+        r"v1: (\d+\.\d\d) bits/char — the channel's Markov chain: (\d+\.\d\d) \((\d+\.\d\d)×",
+        trained.stdout,
+    )
+    assert quality, trained.stdout
+    bits, markov, ratio = (float(g) for g in quality.groups())
+    assert ratio == pytest.approx(bits / markov, rel=0.05)  # of figures rounded to 0.01
 
-    assert "v1 active" in tsuzuki(env, "models", "console:club").stdout
+    listed = tsuzuki(env, "models", "console:club").stdout
+    assert "v1 active" in listed
+    assert f"{bits:.2f} bits/char (the channel's Markov chain: {markov:.2f})" in listed
+    # Measured again without training: the same messages, the same figures.
+    again = tsuzuki(env, "eval", "console:club").stdout
+    assert f"v1: {bits:.2f} bits/char — the channel's Markov chain: {markov:.2f}" in again
+    assert "has no active model version" in tsuzuki(env, "eval", "console:x", check=False).stderr
     jobs = tsuzuki(env, "jobs").stdout
     assert "succeeded" in jobs and "console:club" in jobs
     assert "no channel is due" in tsuzuki(env, "train", "--all-due").stdout
@@ -169,3 +185,38 @@ def test_status_reads_the_running_bots_metrics(env: dict[str, str]) -> None:
         bot.stdin.close()  # type: ignore[union-attr]
         bot.wait(timeout=60)
     assert bot.returncode == 0
+
+
+def test_first_run_says_how_good_its_model_is_and_improves_it_in_the_background(
+    env: dict[str, str],
+) -> None:
+    """`make run` on a fresh machine: a first model, its quality, the console at once,
+    and a better version taking over without a restart, announced in the console."""
+    proc = subprocess.Popen(
+        [TSUZUKI, "run", "--demo"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # Seconds, not minutes, for both runs; the flow is the same.
+        env=env | {"TSUZUKI_TRAIN_MAX_MINUTES": "0.05", "TSUZUKI_BASE_MODEL": "scratch:tiny"},
+    )
+    assert proc.stdin is not None and proc.stderr is not None and proc.stdout is not None
+    announced = ""
+    try:
+        for line in proc.stderr:
+            if "A better model now answers" in line or "was trained but not used" in line:
+                announced = line
+                break
+        proc.stdin.write("/models\n/continue 織田信長は、\n")
+        proc.stdin.close()
+        out = proc.stdout.read()
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert re.search(r"v2: \d+\.\d\d bits/char — the channel's Markov chain: \d+\.\d\d", announced)
+    # The first version's quality was printed before the console opened.
+    assert re.search(r"v1: \d+\.\d\d bits/char — the channel's Markov chain", out)
+    assert "keeps training in the background" in out
+    assert "v1 " in out and "v2 " in out  # /models lists both
+    assert "織田信長は、" in out.splitlines()[-1]

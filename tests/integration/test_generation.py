@@ -12,7 +12,8 @@ from bot.commands import CommandContext
 from bot.config import Settings
 from bot.domain import Author, ChannelRef, GenerationRequest
 from bot.errors import UserError
-from bot.generation.loading import load_directory, load_hub
+from bot.generation.bases import locate
+from bot.generation.loading import load_directory
 
 REF = ChannelRef.parse("console:general")
 ADMIN = CommandContext(REF, Author("admin", "Admin", is_admin=True))
@@ -210,15 +211,14 @@ def test_a_directory_without_a_tokenizer_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_hub_id_with_no_network_fails_fast_with_advice(monkeypatch: pytest.MonkeyPatch) -> None:
-    import huggingface_hub.constants
-
     # Not offline mode: the real path probes the hub, which here is a closed port.
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     with pytest.raises(UserError) as excinfo:
-        load_hub("rinna/japanese-gpt2-xsmall")
+        locate("rinna/japanese-gpt2-xsmall")
     assert "TSUZUKI_BASE_MODEL" in excinfo.value.reason
     assert "scratch:tiny" in excinfo.value.reason
+    assert "hf download rinna/japanese-gpt2-xsmall" in excinfo.value.reason
 
 
 async def test_the_hub_error_reaches_the_user_as_a_clear_reply(local_settings: Settings) -> None:

@@ -12,7 +12,7 @@ def test_defaults_need_no_configuration(tmp_path: Path) -> None:
     settings = load_settings()  # the tests run in tmp_path
     assert settings.data_dir == tmp_path / "data"
     assert settings.resolved_database_url == f"sqlite+aiosqlite:///{tmp_path}/data/tsuzuki.db"
-    assert settings.base_model == "scratch:tiny"
+    assert settings.base_model == "scratch:mini"
     assert settings.discord_token is None
     assert settings.default_sampling().temperature == 0.9
 
