@@ -565,20 +565,17 @@ class SqlModelRegistry:
             return None if row is None else _version_info(ref, row)
 
     async def set_note(self, ref: ChannelRef, version: int, note: str) -> None:
-        async with self.db.write() as session:
-            await session.execute(
-                update(ModelVersion)
-                .where(
-                    ModelVersion.channel_id == _channel_id_query(ref),
-                    ModelVersion.version == version,
-                )
-                .values(note=note)
-            )
+        await self._update(ref, version, note=note)
 
     async def set_quality(
         self, ref: ChannelRef, version: int, bits_per_char: float | None, markov: float | None
     ) -> None:
         """The version's held-out figure and the Markov chain's, measured again."""
+        await self._update(
+            ref, version, eval_bits_per_char=bits_per_char, markov_bits_per_char=markov
+        )
+
+    async def _update(self, ref: ChannelRef, version: int, **values: Any) -> None:
         async with self.db.write() as session:
             await session.execute(
                 update(ModelVersion)
@@ -586,7 +583,7 @@ class SqlModelRegistry:
                     ModelVersion.channel_id == _channel_id_query(ref),
                     ModelVersion.version == version,
                 )
-                .values(eval_bits_per_char=bits_per_char, markov_bits_per_char=markov)
+                .values(**values)
             )
 
     async def remove(self, ref: ChannelRef, version: int) -> None:
