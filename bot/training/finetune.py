@@ -41,6 +41,9 @@ class TrainConfig:
     # Steps between validation checks; the run keeps the weights that scored best on
     # the validation messages, so over-training past that point costs nothing.
     validate_every: int = 100
+    # Stop once this many validations in a row found nothing better: the network has
+    # begun to memorise the channel instead of learning it (None: never stop early).
+    patience: int | None = 5
     learning_rate: float | None = None  # peak; None picks the method's default
     warmup_steps: int = 10  # linear warm-up from 0 to the peak
     min_lr_ratio: float = 0.1  # cosine decay ends at peak * this
@@ -166,6 +169,11 @@ class FineTune:
         epochs = self.config.max_epochs
         if epochs is not None and self.state.tokens_seen >= epochs * len(self._tokens):
             return True
+        patience = self.config.patience
+        if patience is not None and self.state.best_valid is not None:
+            since_best = self.state.step - self.state.best_step
+            if since_best >= patience * self.config.validate_every:
+                return True
         budget = self.config.max_minutes
         return budget is not None and self.state.seconds >= budget * 60
 

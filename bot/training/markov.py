@@ -24,9 +24,9 @@ BOUNDARY = "\x02"  # what the first character of a message follows
 END = "\x03"  # the symbol that closes a message
 MAX_ORDER = 6  # longest context tried when the order is chosen
 UNSEEN_ALPHABET = 1 << 16  # how many characters an unseen one is drawn from
-# The newest characters of training text the chain is fitted to: bounds memory on a
-# channel with years of history (a chain of this size has ~10M contexts at order 6).
-MAX_TRAIN_CHARS = 3_000_000
+# The newest characters of training text the chain is fitted to: bounds memory and
+# time on a channel with years of history (about 5 s and a few hundred MB at order 6).
+MAX_TRAIN_CHARS = 1_000_000
 SELECTION_SPLIT = 0.9  # the order is chosen on the last 10% of the training messages
 
 

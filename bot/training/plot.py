@@ -6,7 +6,13 @@ from pathlib import Path
 
 
 def save_loss_curve(
-    losses: list[float], path: Path, *, eval_loss: float | None, start_eval_loss: float | None
+    losses: list[float],
+    path: Path,
+    *,
+    eval_loss: float | None,
+    start_eval_loss: float | None,
+    valid: list[tuple[int, float]] | None = None,
+    best_step: int | None = None,
 ) -> None:
     import matplotlib
 
@@ -24,10 +30,14 @@ def save_loss_curve(
             for i in range(len(losses))
         ]
         ax.plot(steps, smooth, linewidth=2, label=f"train loss ({window}-step mean)")
+    if valid:
+        ax.plot(*zip(*valid, strict=True), "o-", markersize=3, label="validation loss (network)")
+    if best_step:
+        ax.axvline(best_step, color="green", linestyle="-.", alpha=0.6, label="weights kept")
     if start_eval_loss is not None:
         ax.axhline(start_eval_loss, color="grey", linestyle=":", label="eval loss before")
     if eval_loss is not None:
-        ax.axhline(eval_loss, color="red", linestyle="--", label="eval loss after")
+        ax.axhline(eval_loss, color="red", linestyle="--", label="eval loss after (with n-gram)")
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy (nats/token)")
     ax.grid(alpha=0.3)

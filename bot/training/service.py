@@ -335,6 +335,8 @@ class TrainingService:
             tmp / "loss.png",
             eval_loss=result_eval.loss,
             start_eval_loss=start_eval.loss,
+            valid=trainer.state.valid_losses,
+            best_step=trainer.state.best_step,
         )
         shutil.rmtree(final_dir, ignore_errors=True)  # a leftover of a crashed registration
         os.replace(tmp, final_dir)
