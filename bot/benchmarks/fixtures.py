@@ -29,7 +29,7 @@ def build_base(directory: Path, seed: int = 0, shape: dict[str, int] | None = No
     """A random GPT-2 (124M shape by default) with a byte-level BPE tokenizer."""
     import torch
 
-    from bot.engine.worker import quiet_libraries
+    from bot.generation.libraries import quiet_libraries
 
     quiet_libraries()
     from transformers import GPT2Config, GPT2LMHeadModel

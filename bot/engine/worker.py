@@ -31,6 +31,7 @@ from typing import Any, Generic, TypeVar
 from bot import messages as M
 from bot.engine.metrics import EngineMetrics
 from bot.errors import BusyError
+from bot.generation.libraries import import_libraries
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -49,68 +50,6 @@ def configure_torch(threads: int) -> None:
 
     torch.set_num_threads(max(1, threads))
     log.debug("torch uses %d threads", torch.get_num_threads())
-
-
-_imported = threading.Lock()
-_import_done = False
-
-
-def import_libraries() -> None:
-    """Imports torch, transformers, peft and the hub client, and every name Tsuzuki
-    takes from them, once per process, on the calling thread.
-
-    transformers resolves its names lazily, on first use; two threads doing that at the
-    same time (the device thread loading a model, another thread loading a tokenizer)
-    can see a half-initialised module and fail with "cannot import name
-    'AutoTokenizer'". DeviceWorker calls this before it starts its thread, so from then
-    on every thread finds them imported."""
-    global _import_done
-    with _imported:
-        if _import_done:
-            return
-        import huggingface_hub
-        import peft
-        import tokenizers  # noqa: F401
-        import torch  # noqa: F401
-        import transformers
-        from transformers import activations, cache_utils, pytorch_utils  # noqa: F401
-
-        for name in (
-            "AutoConfig",
-            "AutoModelForCausalLM",
-            "AutoTokenizer",
-            "DynamicCache",
-            "GPT2Config",
-            "GPT2LMHeadModel",
-            "PreTrainedTokenizerFast",
-            # The tokenizer classes of the supported bases (rinna, colorfulscoop, gpt2).
-            "T5Tokenizer",
-            "BertGenerationTokenizer",
-            "GPT2Tokenizer",
-        ):
-            getattr(transformers, name)
-        for name in ("LoraConfig", "PeftConfig", "PeftModel", "get_peft_model"):
-            getattr(peft, name)
-        # The hub client resolves its names lazily too (bot/generation/bases.py).
-        for name in ("HfApi", "constants", "snapshot_download", "try_to_load_from_cache"):
-            getattr(huggingface_hub, name)
-        quiet_libraries()
-        _import_done = True
-
-
-def quiet_libraries() -> None:
-    """Loading and saving print progress bars and advice on stderr, which would be
-    mixed into the console channel; our own logs and progress say what matters."""
-    import warnings
-
-    from huggingface_hub.utils import disable_progress_bars
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    disable_progress_bars()
-    # Raised by transformers' own save_pretrained on every save; nothing for us to do.
-    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
 
 
 @dataclass(eq=False)
@@ -165,7 +104,6 @@ class DeviceWorker:
         self._pending_interactive = 0
         self._lock = threading.Lock()
         self._held: list[tuple[int, int, _Job | None]] = []  # popped, not batchable now
-        import_libraries()  # before the device thread exists: no import races
         self._thread = threading.Thread(
             target=self._loop, args=(threads,), name="tsuzuki-device", daemon=True
         )
@@ -222,13 +160,19 @@ class DeviceWorker:
     # --- the device thread ---------------------------------------------------------------
 
     def _loop(self, threads: int) -> None:
-        configure_torch(threads)
+        configured = False
         while True:
             priority, seq, job = self._next()
             if job is None:
                 break
             if job.abandoned:
                 continue
+            if not configured:
+                # Before the first job, not at start: a command that never uses the
+                # device (settings, import) does not wait for the ML libraries.
+                import_libraries()
+                configure_torch(threads)
+                configured = True
             if job.handler is None:
                 self._run_call(job)
             else:

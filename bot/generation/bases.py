@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 
 from bot import messages as M
 from bot.errors import UserError
+from bot.generation.libraries import import_libraries
 from bot.generation.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ _HUB_FILES = ["*.json", "*.model", "*.txt", "*.tiktoken", "*.jinja"]
 def locate(spec: ModelSpec | str) -> Path:
     """The directory holding the model `spec` names (checked to hold a model and its
     tokenizer, or a LoRA adapter). Blocks: call it off the event loop."""
+    import_libraries()  # this may run on a thread beside the device's
     if isinstance(spec, str):
         spec = ModelSpec.parse(spec)
     if spec.kind == "scratch":

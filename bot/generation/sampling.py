@@ -41,7 +41,7 @@ def mix_logits(logits: torch.Tensor, mixture: Mixture, history: list[int]) -> to
     """log(w · softmax(logits) + (1 − w) · P_ngram(· | the last tokens of history))."""
     import torch
 
-    context = history[len(history) - (mixture.ngram.order - 1) :] if mixture.ngram.order > 1 else []
+    context = history[len(history) - mixture.ngram.order + 1 :]  # [] for a unigram
     p_ngram = torch.from_numpy(mixture.ngram.distribution(context)).to(logits.device)
     vocab = min(logits.numel(), p_ngram.numel())
     mixed = mixture.weight * torch.softmax(logits, dim=-1)

@@ -299,13 +299,7 @@ class FineTune:
         return evaluate_texts(self.model, self.tokenizer, texts, self.block_size, mixture=mixture)
 
     def fit_mixture(self) -> Mixture:
-        return fit_mixture(
-            self.model,
-            self.tokenizer,
-            np.asarray(self._tokens),
-            read_eval_texts(self.run_dir, "valid"),
-            self.block_size,
-        )
+        return fit_mixture(self.model, np.asarray(self._tokens), self._valid, self.block_size)
 
     def save_version(self, directory: Path) -> None:
         """Weights (or the adapter), tokenizer and config; safetensors only."""

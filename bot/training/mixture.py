@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bot.generation.ngram import Mixture, TokenNgram
-from bot.training.evaluation import eval_stream, token_probs
+from bot.training.evaluation import token_probs
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PreTrainedModel
 
 NGRAM_ORDER = 3  # token trigrams: longer ones are too sparse on a channel's history
 EM_ROUNDS = 100
@@ -37,20 +37,18 @@ def best_weight(p_network: np.ndarray, p_ngram: np.ndarray) -> float:
 
 def fit_mixture(
     model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
     train_tokens: np.ndarray,
-    valid_texts: list[str],
+    valid_stream: np.ndarray,
     block_size: int,
 ) -> Mixture:
     """The n-gram of the training tokens, weighted against the network on the
-    validation messages; then counted again with the validation messages included."""
+    validation stream (evaluation.eval_stream); then counted again with the validation
+    messages included."""
     vocab = int(model.config.vocab_size)
     ngram = TokenNgram.fit(train_tokens, vocab, NGRAM_ORDER)
-    if not valid_texts:
+    if len(valid_stream) < 2:
         return Mixture(ngram, 0.5)
-    stream = eval_stream(tokenizer, valid_texts)
-    weight = best_weight(token_probs(model, stream, block_size), ngram.stream_probs(stream))
-    full = TokenNgram.fit(
-        np.concatenate([np.asarray(train_tokens), stream[1:]]), vocab, NGRAM_ORDER
-    )
-    return Mixture(full, weight)
+    p_network = token_probs(model, valid_stream, block_size)
+    weight = best_weight(p_network, ngram.stream_probs(valid_stream))
+    everything = np.concatenate([np.asarray(train_tokens), valid_stream[1:]])
+    return Mixture(TokenNgram.fit(everything, vocab, NGRAM_ORDER), weight)

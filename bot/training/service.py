@@ -168,7 +168,7 @@ class TrainingService:
         mixture = await self.worker.run(trainer.fit_mixture)
         result_eval = await self.worker.run(trainer.evaluate, eval_texts, mixture)
 
-        # 4. The new version: complete on disk before anyone can see it.
+        # 5. The new version: complete on disk before anyone can see it.
         version = await self.registry.next_version(ref)
         final_dir = channel_dir / f"v{version}"
         info = ModelVersionInfo(
@@ -198,7 +198,7 @@ class TrainingService:
         )
         await self.registry.add(info)
 
-        # 5. Promotion: no worse than the active version on today's held-out messages.
+        # 6. Promotion: no worse than the active version on today's held-out messages.
         promoted, reason = await self._promote(
             ref, info, result_eval, (start, start_eval), eval_texts, options.block_size
         )
@@ -260,15 +260,7 @@ class TrainingService:
             await self._dataset(ref, active.path, work_dir)
             eval_texts = read_eval_texts(work_dir)
             markov = await self._markov(work_dir, eval_texts)
-            block_size = (
-                int(
-                    json.loads((Path(active.path) / "metadata.json").read_text(encoding="utf-8"))[
-                        "config"
-                    ]["block_size"]
-                )
-                if (Path(active.path) / "metadata.json").is_file()
-                else 128
-            )
+            block_size = _trained_block_size(Path(active.path))
             result = await self.worker.run(_evaluate_dir, active.path, eval_texts, block_size)
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
@@ -395,6 +387,15 @@ def _evaluate_dir(source: str, texts: list[str], block_size: int) -> EvalResult:
     loaded = load_directory(Path(source), source)
     mixture = Mixture.load(Path(source))
     return evaluate_texts(loaded.model, loaded.tokenizer, texts, block_size, mixture=mixture)
+
+
+def _trained_block_size(version: Path) -> int:
+    """The block size a version was trained with: what its figures are measured in."""
+    try:
+        metadata = json.loads((version / "metadata.json").read_text(encoding="utf-8"))
+        return int(metadata["config"]["block_size"])
+    except (OSError, ValueError, KeyError):
+        return TrainOptions.block_size
 
 
 def _finite(value: float) -> float | None:
