@@ -83,7 +83,7 @@ class ConsoleAdapter:
             return
         reply: Reply | None
         if line.startswith("/"):
-            reply = await self.core.on_text_command(self.ctx, line)
+            reply = await self.core.on_command(self.ctx, line)
         else:
             mention = _MENTION.match(line)
             text = line[mention.end() :] if mention else line
@@ -105,6 +105,11 @@ class ConsoleAdapter:
             prefix = M.t("variant", i=i, n=len(reply.texts)) + " " if many else ""
             for piece in render_console(text):
                 self._print(prefix + piece, out)
+
+    def notice(self, text: str) -> None:
+        """A line from the bot itself (a new model version took over), on stderr so
+        piped output stays the channel's text."""
+        self._print(text, self.stderr)
 
     def _print(self, text: str, out: TextIO | None = None) -> None:
         out = out or self.stdout

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +21,20 @@ from discord import app_commands
 
 from adapters.render import render_discord
 from bot import messages as M
-from bot.commands import CommandContext, Commands
+from bot.command_values import (
+    ActivateModel,
+    Command,
+    Continue,
+    ListModels,
+    QueueTraining,
+    ResetSetting,
+    RollbackModel,
+    SetOptOut,
+    SetSetting,
+    SetTraining,
+    ShowSettings,
+)
+from bot.commands import CommandContext
 from bot.core import Core
 from bot.domain import Author, ChannelRef, ChatMessage, Reply
 
@@ -51,8 +63,11 @@ def channel_ref(guild_id: int | None, channel_id: int) -> ChannelRef:
 def is_admin(
     user: discord.abc.User | discord.Member, permissions: discord.Permissions | None
 ) -> bool:
-    perms = permissions or getattr(user, "guild_permissions", None)
-    return bool(perms and (perms.manage_channels or perms.administrator))
+    """`permissions` are the user's resolved permissions in the channel, when known;
+    the guild-wide ones stand in only when they are not. An empty set in the channel
+    counts as it is: `Permissions(0)` is falsy, so it is compared with None."""
+    perms = permissions if permissions is not None else getattr(user, "guild_permissions", None)
+    return perms is not None and (perms.manage_channels or perms.administrator)
 
 
 class DiscordAdapter:
@@ -170,6 +185,9 @@ class DiscordAdapter:
         ref = channel_ref(payload.guild_id, payload.channel_id)
         edited = payload.data.get("edited_timestamp")
         at = datetime.fromisoformat(edited) if edited else datetime.now(UTC)
+        if self.client.user is not None:
+            # Stored as a new message is: without the mention of the bot.
+            content = self._bot_mention().sub("", content).strip()
         await self.core.on_edit(ref, str(payload.message_id), content, at)
 
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
@@ -198,7 +216,7 @@ class DiscordAdapter:
     async def _respond(
         self,
         interaction: discord.Interaction[Any],
-        run: Callable[[Commands, CommandContext], Awaitable[Reply]],
+        command: Command,
         *,
         ephemeral: bool,
     ) -> None:
@@ -206,7 +224,7 @@ class DiscordAdapter:
         await interaction.response.defer(ephemeral=ephemeral, thinking=True)
         try:
             reply = await asyncio.wait_for(
-                self.core.on_command(self._context(interaction), run), INTERACTION_BUDGET_S
+                self.core.on_command(self._context(interaction), command), INTERACTION_BUDGET_S
             )
         except TimeoutError:
             reply = Reply.error(M.t("too_slow"))
@@ -237,9 +255,7 @@ class DiscordAdapter:
                 overrides["temperature"] = temperature
             if n is not None:
                 overrides["num_return_sequences"] = n
-            await self._respond(
-                interaction, lambda c, ctx: c.continue_text(ctx, prompt, overrides), ephemeral=False
-            )
+            await self._respond(interaction, Continue(prompt, overrides), ephemeral=False)
 
         settings = app_commands.Group(
             name="settings",
@@ -249,19 +265,15 @@ class DiscordAdapter:
 
         @settings.command(name="show", description="Show the settings")
         async def settings_show(interaction: discord.Interaction[Any]) -> None:
-            await self._respond(interaction, lambda c, ctx: c.settings_show(ctx), ephemeral=True)
+            await self._respond(interaction, ShowSettings(), ephemeral=True)
 
         @settings.command(name="set", description="Change a setting")
         async def settings_set(interaction: discord.Interaction[Any], key: str, value: str) -> None:
-            await self._respond(
-                interaction, lambda c, ctx: c.settings_set(ctx, key, value), ephemeral=True
-            )
+            await self._respond(interaction, SetSetting(key, value), ephemeral=True)
 
         @settings.command(name="reset", description="Back to the default")
         async def settings_reset(interaction: discord.Interaction[Any], key: str) -> None:
-            await self._respond(
-                interaction, lambda c, ctx: c.settings_reset(ctx, key), ephemeral=True
-            )
+            await self._respond(interaction, ResetSetting(key), ephemeral=True)
 
         tree.add_command(settings)
 
@@ -273,18 +285,18 @@ class DiscordAdapter:
 
         @training.command(name="on", description="Allow training on this channel's history")
         async def training_on(interaction: discord.Interaction[Any]) -> None:
-            await self._respond(interaction, lambda c, ctx: c.training(ctx, True), ephemeral=True)
+            await self._respond(interaction, SetTraining(True), ephemeral=True)
 
         @training.command(name="off", description="Stop training on this channel's history")
         async def training_off(interaction: discord.Interaction[Any]) -> None:
-            await self._respond(interaction, lambda c, ctx: c.training(ctx, False), ephemeral=True)
+            await self._respond(interaction, SetTraining(False), ephemeral=True)
 
         tree.add_command(training)
 
         @tree.command(name="train", description="Queue a training run for this channel now")
         @app_commands.default_permissions(manage_channels=True)
         async def train(interaction: discord.Interaction[Any]) -> None:
-            await self._respond(interaction, lambda c, ctx: c.queue_training(ctx), ephemeral=True)
+            await self._respond(interaction, QueueTraining(), ephemeral=True)
 
         models = app_commands.Group(
             name="models", description="This channel's model versions", default_permissions=ADMIN
@@ -292,24 +304,22 @@ class DiscordAdapter:
 
         @models.command(name="list", description="List the versions")
         async def models_list(interaction: discord.Interaction[Any]) -> None:
-            await self._respond(interaction, lambda c, ctx: c.models(ctx), ephemeral=True)
+            await self._respond(interaction, ListModels(), ephemeral=True)
 
         @models.command(name="activate", description="Make a version answer")
         async def models_activate(interaction: discord.Interaction[Any], version: str) -> None:
-            await self._respond(
-                interaction, lambda c, ctx: c.models_activate(ctx, version), ephemeral=True
-            )
+            await self._respond(interaction, ActivateModel(version), ephemeral=True)
 
         @models.command(name="rollback", description="Back to the previous version")
         async def models_rollback(interaction: discord.Interaction[Any]) -> None:
-            await self._respond(interaction, lambda c, ctx: c.models_rollback(ctx), ephemeral=True)
+            await self._respond(interaction, RollbackModel(), ephemeral=True)
 
         tree.add_command(models)
 
         @tree.command(name="optout", description="Forget my messages and stop storing them")
         async def optout(interaction: discord.Interaction[Any]) -> None:
-            await self._respond(interaction, lambda c, ctx: c.opt(ctx, True), ephemeral=True)
+            await self._respond(interaction, SetOptOut(True), ephemeral=True)
 
         @tree.command(name="optin", description="Store my messages again")
         async def optin(interaction: discord.Interaction[Any]) -> None:
-            await self._respond(interaction, lambda c, ctx: c.opt(ctx, False), ephemeral=True)
+            await self._respond(interaction, SetOptOut(False), ephemeral=True)

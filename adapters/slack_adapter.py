@@ -29,12 +29,10 @@ from adapters.render import render_slack
 from bot.commands import CommandContext
 from bot.core import Core
 from bot.domain import Author, ChannelRef, ChatMessage, Reply
+from bot.importing.slack_export import member_words
 
 log = logging.getLogger(__name__)
 
-# Message subtypes that are people writing; everything else (joins, bots, topic
-# changes…) is not chat history.
-PEOPLE_SUBTYPES = {None, "thread_broadcast", "file_share"}
 SEEN_EVENTS = 5000  # event ids remembered for deduplicating Slack's retries
 ADMIN_CACHE_S = 300.0
 
@@ -137,17 +135,33 @@ class SlackAdapter:
     def _strip_mention(self, text: str) -> str:
         return re.sub(rf"<@{re.escape(self.bot_user_id)}(\|[^>]*)?>\s*", "", text).strip()
 
+    def _words(self, event: dict[str, Any]) -> tuple[str, str] | None:
+        """(user, text) a member wrote in a message event, the bot's mention taken out;
+        None for Slack's own notices (joins, renames, topics, pins, "<@U…> uploaded a
+        file: …", see `member_words`)."""
+        words = member_words(event)
+        if words is None:
+            return None
+        user, text = words
+        return (
+            user if isinstance(user, str) else "",
+            self._strip_mention(text) if isinstance(text, str) else "",
+        )
+
     def _message(self, event: dict[str, Any], team_id: str | None) -> ChatMessage:
-        user = event.get("user", "")
+        """The event as a ChatMessage. Slack's own notices come out as a bot's, with no
+        text: never stored, though the backfill cursor still moves past them."""
+        words = self._words(event)
+        user, text = words or (event.get("user") or "", "")
         return ChatMessage(
             channel=self._ref(event.get("team") or team_id, event["channel"]),
             external_id=event["ts"],
             author=Author(
                 id=user,
                 name=user,
-                is_bot=bool(event.get("bot_id")) or user == self.bot_user_id,
+                is_bot=words is None or bool(event.get("bot_id")) or user == self.bot_user_id,
             ),
-            text=self._strip_mention(event.get("text", "")),
+            text=text,
             created_at=ts_time(event["ts"]),
             edited_at=ts_time(event["edited"]["ts"]) if event.get("edited") else None,
         )
@@ -174,20 +188,18 @@ class SlackAdapter:
             subtype = event.get("subtype")
             if subtype == "message_changed":
                 changed = event["message"]
+                words = self._words(changed)
+                if words is None:
+                    return  # Slack's own text changed: none of it is stored
                 ref = self._ref(team, event["channel"])
                 edited = changed.get("edited", {}).get("ts") or event["ts"]
-                await self.core.on_edit(
-                    ref,
-                    changed["ts"],
-                    self._strip_mention(changed.get("text", "")),
-                    ts_time(edited),
-                )
+                await self.core.on_edit(ref, changed["ts"], words[1], ts_time(edited))
                 return
             if subtype == "message_deleted":
                 await self.core.on_delete(self._ref(team, event["channel"]), [event["deleted_ts"]])
                 return
-            if subtype not in PEOPLE_SUBTYPES:
-                return
+            if self._words(event) is None:
+                return  # Slack's own notice, not a member writing
             # Stored by ts: a retried delivery stores nothing twice.
             await self.core.on_message(self._message(event, team))
 
@@ -209,12 +221,12 @@ class SlackAdapter:
 
         async def run_continue(body: dict[str, Any], respond: Any) -> None:
             ctx = await self._context(body)
-            reply = await self.core.on_text_command(ctx, "/continue " + body.get("text", ""))
+            reply = await self.core.on_command(ctx, body.get("text", ""), named="continue")
             await self._respond(respond, reply)
 
         async def run_tsuzuki(body: dict[str, Any], respond: Any) -> None:
             ctx = await self._context(body)
-            reply = await self.core.on_text_command(ctx, "/" + body.get("text", "help").strip())
+            reply = await self.core.on_command(ctx, body.get("text", "").strip() or "help")
             await self._respond(respond, reply)
 
         app.command("/continue")(ack=ack_command, lazy=[run_continue])
@@ -249,10 +261,6 @@ class SlackAdapter:
         out = []
         messages: list[dict[str, Any]] = page.get("messages", [])
         for raw in messages:
-            event: dict[str, Any] = {**raw, "channel": ref.channel}
-            if event.get("subtype") not in PEOPLE_SUBTYPES:
-                # Joins, bot posts and the like come back marked as a bot's, so the
-                # backfill cursor moves past them but they are never stored.
-                event["bot_id"] = event.get("bot_id") or "-"
-            out.append(self._message(event, ref.workspace))
+            # Slack's own notices come back as a bot's (see _message): never stored.
+            out.append(self._message({**raw, "channel": ref.channel}, ref.workspace))
         return out

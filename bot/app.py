@@ -1,29 +1,37 @@
 """The composition root: the one place that knows every part and wires them together.
 
-`build_app(settings, **overrides)` builds the real thing by default; tests pass an
-override only for a part that cannot run here.
+`build_app(settings, **overrides)` builds the real thing by default: stores, engine,
+job runner, metrics and the platforms whose tokens are set; tests pass an override only
+for a part that cannot run here, and point the platforms at the fakes through settings.
+`App.serve()` runs it all (`tsuzuki run`): the job runner, the nightly schedule, the
+metrics endpoint, every platform under its own supervisor, or the console.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bot import messages as M
-from bot.commands import Commands
+from bot.commands import Commands, quality_fields, version_banner
 from bot.config import Settings, load_settings
 from bot.core import Core
-from bot.engine.models import ModelCache
+from bot.domain import ChannelRef
+from bot.engine.generator import LocalGenerator
 from bot.engine.ratelimit import RateLimiter
 from bot.engine.worker import DeviceWorker
-from bot.generation.generator import LocalGenerator
+from bot.errors import UserError
+from bot.generation.model_cache import ModelCache
 from bot.generation.resolver import ModelResolver
 from bot.generation.spec import ModelSpec
 from bot.ingest import Ingest
-from bot.jobs import JobRunner
+from bot.jobs import JobResult, JobRunner
 from bot.ports import TextGenerator
+from bot.supervisor import Backoff, Platform, PlatformMetrics, Supervisor
 from bot.training.service import TrainingService
 from storage.db import Database, open_database
 from storage.repositories import (
@@ -50,10 +58,126 @@ class App:
     training: TrainingService
     jobs: SqlJobStore
     runner: JobRunner
+    # One per platform whose token is set, in the order they start.
+    platforms: list[Supervisor] = field(default_factory=list)
+
+    async def serve(self, console: ChannelRef | None = None) -> None:
+        """Runs the bot until cancelled or, with no platform set up, until the console
+        (`console`, or settings.console_channel) reaches the end of its input."""
+        from bot.scheduler import build_scheduler, start_scheduler
+
+        self._serve_metrics()
+        scheduler = build_scheduler(self.settings, self.runner)
+        start_scheduler(scheduler, self.settings)
+        tasks = [asyncio.create_task(self.runner.serve(), name="job-runner")]
+        tasks += [asyncio.create_task(p.run(), name=p.name) for p in self.platforms]
+        try:
+            if self.platforms:
+                # Supervisors only end when cancelled: a platform that fails is retried.
+                await asyncio.gather(*tasks)
+            else:
+                await self._console(console or ChannelRef.parse(self.settings.console_channel))
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            scheduler.shutdown(wait=False)
+
+    async def _console(self, ref: ChannelRef) -> None:
+        from adapters.console_adapter import ConsoleAdapter
+
+        await self.channels.ensure(ref, ref.channel)
+        active = await self.registry.active(ref)
+        model = version_banner(active) if active else self.settings.base_model
+        adapter = ConsoleAdapter(self.core, ref, model_name=model)
+        self.runner.listeners.append(_announce_to(adapter, ref))
+        await adapter.run()
+
+    def _serve_metrics(self) -> None:
+        if self.settings.metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(
+                self.settings.metrics_port, addr="127.0.0.1", registry=self.worker.metrics.registry
+            )
 
     async def close(self) -> None:
         self.worker.close()
         await self.db.dispose()
+
+
+def _announce_to(console: Any, ref: ChannelRef) -> Callable[[JobResult], None]:
+    """Tells the console when a training run of its channel ends: a better version
+    answers from the next message on, without a restart."""
+
+    def listener(result: JobResult) -> None:
+        if result.job.channel != ref or result.outcome is None:
+            return
+        outcome = result.outcome
+        line = M.t("quality_line", **quality_fields(outcome.version))
+        if outcome.promoted:
+            console.notice(M.t("version_promoted", line=line))
+        else:
+            console.notice(M.t("version_kept", line=line, reason=outcome.reason))
+
+    return listener
+
+
+def _platforms(settings: Settings, core: Core, runner: JobRunner, metrics: Any) -> list[Supervisor]:
+    """A supervisor for each platform whose token is set; each builds its adapter anew
+    for every connection attempt."""
+    backoff = Backoff(settings.platform_retry_first_s, settings.platform_retry_max_s)
+    platform_metrics = PlatformMetrics(metrics.registry)
+    builders: dict[str, Callable[[], Platform]] = {}
+    if settings.discord_token is not None:
+        builders["discord"] = lambda: _discord(settings, core)
+    if settings.slack_bot_token is not None:
+        if settings.slack_app_token is None and settings.slack_signing_secret is None:
+            raise UserError(
+                "Slack needs TSUZUKI_SLACK_APP_TOKEN (Socket Mode) or "
+                "TSUZUKI_SLACK_SIGNING_SECRET (HTTP mode)."
+            )
+        builders["slack"] = lambda: _slack(settings, core)
+    supervisors = []
+    for name, build in builders.items():
+        supervisor = Supervisor(name, build, platform_metrics, backoff)
+        runner.history[name] = supervisor.fetch_history
+        supervisors.append(supervisor)
+    return supervisors
+
+
+def _discord(settings: Settings, core: Core) -> Platform:
+    from adapters.discord_adapter import DiscordAdapter
+
+    assert settings.discord_token is not None
+    return DiscordAdapter(
+        core,
+        settings.discord_token.get_secret_value(),
+        sync_guild=settings.discord_sync_guild,
+        api_url=settings.discord_api_url,
+        gateway_url=settings.discord_gateway_url,
+    )
+
+
+def _slack(settings: Settings, core: Core) -> Platform:
+    from adapters.slack_adapter import SlackAdapter
+
+    assert settings.slack_bot_token is not None
+
+    def secret(value: Any) -> str | None:
+        return value.get_secret_value() if value is not None else None
+
+    return SlackAdapter(
+        core,
+        settings.slack_bot_token.get_secret_value(),
+        signing_secret=secret(settings.slack_signing_secret),
+        app_token=secret(settings.slack_app_token),
+        http_port=settings.slack_http_port,
+        api_url=settings.slack_api_url,
+        admin_ids=frozenset(i.strip() for i in settings.slack_admin_ids.split(",") if i.strip()),
+    )
 
 
 async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
@@ -93,8 +217,10 @@ async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
         users=users,
         jobs=jobs,
         on_job_queued=lambda: runner.wake(),
+        on_forgotten=training.delete_forgotten,
     )
     core = Core(commands, Ingest(messages, commands, users), messages)
+    platforms = _platforms(settings, core, runner, worker.metrics)
     return App(
         settings,
         db,
@@ -109,6 +235,7 @@ async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
         training,
         jobs,
         runner,
+        platforms,
     )
 
 

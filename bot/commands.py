@@ -6,14 +6,25 @@ rights, valid values, prompt limits) happens here so all platforms behave the sa
 
 from __future__ import annotations
 
-import re
-import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from bot import messages as M
+from bot.command_values import (
+    ActivateModel,
+    Command,
+    Continue,
+    Help,
+    ListModels,
+    QueueTraining,
+    ResetSetting,
+    RollbackModel,
+    SetOptOut,
+    SetSetting,
+    SetTraining,
+    ShowSettings,
+)
 from bot.domain import (
-    SETTING_ALIASES,
     SETTING_SPECS,
     Author,
     ChannelRef,
@@ -53,6 +64,12 @@ def quality_fields(v: ModelVersionInfo) -> dict[str, object]:
     }
 
 
+def version_banner(v: ModelVersionInfo) -> str:
+    """ "v2 (2.41 bits/char; Markov chain: 2.19)", as the console's welcome names it."""
+    fields = quality_fields(v)
+    return f"v{v.version} ({fields['bits']} bits/char; Markov chain: {fields['markov']})"
+
+
 @dataclass(frozen=True)
 class CommandContext:
     channel: ChannelRef
@@ -65,26 +82,6 @@ class CommandContext:
     @property
     def actor_id(self) -> str:
         return self.audit_actor or f"{self.channel.platform}:{self.actor.id}"
-
-
-_OVERRIDE = re.compile(r"^([a-z_]+)=(\S+)$")
-
-
-def split_overrides(text: str) -> tuple[str, dict[str, str]]:
-    """'織田信長は、 temperature=0.7 seed=1' → ('織田信長は、', {...}). Only trailing
-    key=value words whose key is a sampling setting count, so prompts may contain '='."""
-    words = text.split(" ")
-    overrides: dict[str, str] = {}
-    while words:
-        match = _OVERRIDE.match(words[-1])
-        if match is None:
-            break
-        key = SETTING_ALIASES.get(match.group(1), match.group(1))
-        if key not in SETTING_SPECS:
-            break
-        overrides.setdefault(key, match.group(2))
-        words.pop()
-    return " ".join(words).strip(), overrides
 
 
 class Commands:
@@ -104,7 +101,10 @@ class Commands:
         users: UserStore | None = None,
         jobs: JobStore | None = None,
         on_job_queued: Callable[[], None] = lambda: None,
+        on_forgotten: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        # Deletes the files of the versions an opt-out withdrew (the training service).
+        self.on_forgotten = on_forgotten
         self.users = users
         self.jobs = jobs
         self.on_job_queued = on_job_queued
@@ -221,6 +221,9 @@ class Commands:
             raise UserError(M.t("model_version_unknown", channel=ctx.channel, version=version))
         done = await self.registry.activate(ctx.channel, int(number), actor=ctx.actor_id)
         if done is None:
+            versions = await self.registry.versions(ctx.channel)
+            if any(v.version == int(number) and v.status == "forgotten" for v in versions):
+                raise UserError(M.t("model_forgotten", channel=ctx.channel, version=int(number)))
             raise UserError(M.t("model_version_unknown", channel=ctx.channel, version=version))
         return Reply.info(M.t("model_activated", channel=ctx.channel, version=done.version))
 
@@ -249,6 +252,10 @@ class Commands:
         count = await self.users.set_opted_out(
             ref.platform, ref.workspace, ctx.actor.id, out, actor=ctx.actor_id
         )
+        # The versions that learnt from those messages were withdrawn with them (the
+        # channel answers with an earlier version, or its base); now their files go.
+        if out and self.on_forgotten is not None:
+            await self.on_forgotten()
         return Reply.info(M.t("opted_out", count=count) if out else M.t("opted_in"))
 
     async def queue_training(self, ctx: CommandContext) -> Reply:
@@ -285,49 +292,31 @@ class Commands:
             )
         return Reply.info("\n".join(lines))
 
-    # --- text commands (console, Slack's /tsuzuki) ----------------------------------
+    # --- one entry point -------------------------------------------------------------
 
-    async def run_text(self, ctx: CommandContext, line: str) -> Reply:
-        """Runs '/continue …', '/settings …', '/models' or '/help' as typed."""
-        name, _, rest = line.strip().lstrip("/").partition(" ")
-        name = name.lower()
-        if name == "continue":
-            prompt, overrides = split_overrides(rest)
-            return await self.continue_text(ctx, prompt, overrides)
-        if name == "settings":
-            return await self._settings_text(ctx, rest)
-        if name == "models":
-            return await self._models_text(ctx, rest.split())
-        if name == "training" and rest.strip() in ("on", "off"):
-            return await self.training(ctx, rest.strip() == "on")
-        if name == "train":
-            return await self.queue_training(ctx)
-        if name in ("optout", "optin"):
-            return await self.opt(ctx, name == "optout")
-        if name == "help":
-            return Reply.info(M.t("help"))
-        raise UserError(M.t("unknown_command", name="/" + name))
-
-    async def _models_text(self, ctx: CommandContext, args: list[str]) -> Reply:
-        match args:
-            case [] | ["list"]:
-                return await self.models(ctx)
-            case ["activate", version]:
-                return await self.models_activate(ctx, version)
-            case ["rollback"]:
-                return await self.models_rollback(ctx)
-        raise UserError(M.t("models_usage"))
-
-    async def _settings_text(self, ctx: CommandContext, rest: str) -> Reply:
-        try:
-            args = shlex.split(rest)
-        except ValueError:
-            raise UserError(M.t("settings_usage")) from None
-        match args:
-            case [] | ["show"]:
+    async def execute(self, ctx: CommandContext, command: Command) -> Reply:
+        """Runs one command value (bot/command_values.py) for `ctx`."""
+        match command:
+            case Continue(prompt, overrides):
+                return await self.continue_text(ctx, prompt, overrides)
+            case ShowSettings():
                 return await self.settings_show(ctx)
-            case ["set", key, value]:
+            case SetSetting(key, value):
                 return await self.settings_set(ctx, key, value)
-            case ["reset", key]:
+            case ResetSetting(key):
                 return await self.settings_reset(ctx, key)
-        raise UserError(M.t("settings_usage"))
+            case ListModels():
+                return await self.models(ctx)
+            case ActivateModel(version):
+                return await self.models_activate(ctx, version)
+            case RollbackModel():
+                return await self.models_rollback(ctx)
+            case SetTraining(enabled):
+                return await self.training(ctx, enabled)
+            case QueueTraining():
+                return await self.queue_training(ctx)
+            case SetOptOut(out):
+                return await self.opt(ctx, out)
+            case Help():
+                return Reply.info(M.t("help"))
+        raise AssertionError(f"unhandled command {command!r}")

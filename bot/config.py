@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # Longest prompt accepted, in characters (longer ones are refused, not cut: a
     # mistake like pasting a whole file should be told, not silently truncated).
     max_prompt_chars: int = Field(default=4000, ge=1, le=100_000)
+    # Largest history file `tsuzuki import` reads, in MiB: for a zip, what it unpacks
+    # to. An import is parsed whole in memory, so a zip bomb must be refused unread.
+    import_max_mb: int = Field(default=512, ge=1, le=1_000_000)
     # How many recent channel messages an @mention reply sees as context.
     reply_context_messages: int = Field(default=8, ge=0, le=100)
 
@@ -109,6 +112,10 @@ class Settings(BaseSettings):
     slack_admin_ids: str = ""
     slack_app_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
+    # A platform that cannot be reached is retried on its own, after this many seconds,
+    # doubled after each failure up to the second figure; the others keep running.
+    platform_retry_first_s: float = Field(default=1.0, gt=0, le=3600)
+    platform_retry_max_s: float = Field(default=300.0, gt=0, le=86_400)
 
     @field_validator("base_model")
     @classmethod

@@ -12,11 +12,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 from bot import messages as M
+from bot.command_values import Command
 from bot.commands import CommandContext, Commands
 from bot.domain import ChannelRef, ChatMessage, Reply
 from bot.errors import UserError
 from bot.ingest import Ingest
 from bot.ports import MessageStore
+from bot.text_commands import parse_command, parse_named
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +32,21 @@ class Core:
     async def on_message(self, message: ChatMessage, *, mentions_bot: bool = False) -> Reply | None:
         return await _safely(lambda: self.ingest.on_message(message, mentions_bot=mentions_bot))
 
-    async def on_text_command(self, ctx: CommandContext, line: str) -> Reply:
-        reply = await _safely(lambda: self.commands.run_text(ctx, line))
-        assert reply is not None
-        return reply
-
     async def on_command(
-        self, ctx: CommandContext, run: Callable[[Commands, CommandContext], Awaitable[Reply]]
+        self, ctx: CommandContext, command: Command | str, *, named: str | None = None
     ) -> Reply:
-        """Runs one structured command, e.g. `lambda c, ctx: c.continue_text(ctx, p)`."""
-        reply = await _safely(lambda: run(self.commands, ctx))
+        """Runs a command value, or a line as typed ('/settings set top_k 40'), which
+        goes through the one parser (bot/text_commands.py) first. `named`: the
+        platform already split the command's name off (Slack's `/continue <text>`)."""
+
+        async def run() -> Reply:
+            if isinstance(command, str):
+                value = parse_named(named, command) if named else parse_command(command)
+            else:
+                value = command
+            return await self.commands.execute(ctx, value)
+
+        reply = await _safely(run)
         assert reply is not None
         return reply
 
@@ -50,10 +57,10 @@ class Core:
         await _safely(lambda: self._delete(ref, external_ids))
 
     async def _edit(self, ref: ChannelRef, external_id: str, text: str, at: datetime) -> None:
-        await self.messages.edit(ref, external_id, text, at)
+        await self.ingest.on_edit(ref, external_id, text, at)
 
     async def _delete(self, ref: ChannelRef, external_ids: Sequence[str]) -> None:
-        await self.messages.delete(ref, external_ids)
+        await self.ingest.on_delete(ref, external_ids)
 
 
 async def _safely(call: Callable[[], Awaitable[Reply | None]]) -> Reply | None:

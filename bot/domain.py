@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
@@ -23,6 +24,11 @@ PLATFORMS: tuple[Platform, ...] = ("console", "discord", "slack")
 CONSOLE_WORKSPACE = "local"
 
 _ID_PART = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
+# A typed number: plain decimal or exponent notation. Python's float() also takes digit
+# separators ("0_5" is 5.0) and words ("infinity"), which no user means.
+_NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
+# How much of a refused value an error message repeats.
+ECHO_CHARS = 40
 
 
 @dataclass(frozen=True, order=True)
@@ -115,7 +121,11 @@ class SettingSpec:
             raise self._invalid(raw)
         try:
             if isinstance(raw, str):
-                value: float = float(raw.strip())
+                # NFKC: a Japanese keyboard's full-width "０．５" is 0.5.
+                typed = unicodedata.normalize("NFKC", raw).strip()
+                if not _NUMBER.match(typed):
+                    raise ValueError(raw)
+                value: float = float(typed)
             elif isinstance(raw, int | float):
                 value = float(raw)
             else:
@@ -130,12 +140,22 @@ class SettingSpec:
             value = int(value)
         if not (self.minimum <= value <= self.maximum):
             raise self._invalid(raw)
-        return value
+        # "-0" is stored and shown as 0, not -0.0.
+        return value + 0
 
     def _invalid(self, raw: object) -> UserError:
         kind = "an integer" if self.kind is int else "a number"
+        shown = str(raw)
+        if len(shown) > ECHO_CHARS:
+            shown = shown[:ECHO_CHARS] + f"… ({len(shown):,} characters)"
         return UserError(
-            M.t("setting_invalid", key=self.name, value=raw, kind=kind, range=self.describe_range())
+            M.t(
+                "setting_invalid",
+                key=self.name,
+                value=shown,
+                kind=kind,
+                range=self.describe_range(),
+            )
         )
 
 

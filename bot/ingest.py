@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from datetime import datetime
 
 from bot.commands import CommandContext, Commands
-from bot.domain import ChatMessage, Reply
+from bot.domain import ChannelRef, ChatMessage, Reply
 from bot.ports import MessageStore, UserStore
 
 log = logging.getLogger(__name__)
+
+# Edits and deletions remembered for messages that may not be stored yet (see Ingest).
+LATE_CHANGES = 10_000
+
+# What became of a message: its newest edit (text, when), or None: it was deleted.
+_Change = tuple[str, datetime] | None
 
 
 class Ingest:
@@ -18,6 +27,12 @@ class Ingest:
         self.messages = messages
         self.commands = commands
         self.users = users
+        # A message's edit or deletion can be handled before the message is stored: its
+        # own handling awaits more (the opt-out check), so under load one event overtakes
+        # another, and Slack delivers out of order, or again. Each change is remembered
+        # before it is applied, and a message stored after it gets it too: no edit is
+        # lost, and no deleted message comes back.
+        self._changes: OrderedDict[tuple[ChannelRef, str], _Change] = OrderedDict()
 
     async def on_message(self, message: ChatMessage, *, mentions_bot: bool = False) -> Reply | None:
         """Stores a person's message (bots, ours included, are never stored: the model
@@ -29,8 +44,39 @@ class Ingest:
         opted_out = self.users is not None and await self.users.is_opted_out(
             ref.platform, ref.workspace, message.author.id
         )
-        if message.text.strip() and not opted_out:
-            await self.messages.add(message)
+        if message.text.strip() and not opted_out and await self.messages.add(message):
+            await self._catch_up(ref, message.external_id)
         if not mentions_bot:
             return None
         return await self.commands.reply(CommandContext(message.channel, message.author))
+
+    async def on_edit(self, ref: ChannelRef, external_id: str, text: str, at: datetime) -> None:
+        key = (ref, external_id)
+        if key in self._changes:
+            known = self._changes[key]
+            if known is None or known[1] > at:
+                return  # deleted, or a later edit came first: this one is stale
+        self._remember(key, (text, at))
+        await self.messages.edit(ref, external_id, text, at)
+
+    async def on_delete(self, ref: ChannelRef, external_ids: Sequence[str]) -> None:
+        for external_id in external_ids:
+            self._remember((ref, external_id), None)
+        await self.messages.delete(ref, external_ids)
+
+    def _remember(self, key: tuple[ChannelRef, str], change: _Change) -> None:
+        self._changes[key] = change
+        self._changes.move_to_end(key)
+        while len(self._changes) > LATE_CHANGES:
+            self._changes.popitem(last=False)
+
+    async def _catch_up(self, ref: ChannelRef, external_id: str) -> None:
+        """A message just stored gets the change that was handled before it."""
+        key = (ref, external_id)
+        if key not in self._changes:
+            return
+        change = self._changes[key]
+        if change is None:
+            await self.messages.delete(ref, [external_id])
+        else:
+            await self.messages.edit(ref, external_id, *change)

@@ -1,8 +1,10 @@
 """Durable background jobs: what the nightly schedule queues and the runner executes.
 
-Jobs are rows (storage `jobs`), so they outlive the process: a job that was running
-when the bot died is queued again on start and, for training, resumes from its last
-checkpoint.
+Jobs are rows (storage `jobs`), so they outlive the process. A running job has an
+owner (host, process id) and a heartbeat: a job whose owner is gone (killed, crashed)
+is taken over by whichever process starts next (`tsuzuki run`, `tsuzuki train`) and,
+for training, resumes from its last checkpoint; a job whose owner is alive is never
+taken. A job stopped on purpose (Ctrl-C, shutdown) goes back to the queue at once.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from bot import messages as M
@@ -35,6 +37,12 @@ log = logging.getLogger(__name__)
 
 # How often a running job writes its progress to the database.
 PROGRESS_EVERY_S = 2.0
+# How often a running job says its owner is alive, whatever it is doing (building the
+# dataset, evaluating, training); and how long without a word before a job whose owner
+# is on another host counts as orphaned. (On this host a job is orphaned as soon as its
+# owner's process has ended.)
+HEARTBEAT_EVERY_S = 5.0
+STALE_AFTER_S = 10 * HEARTBEAT_EVERY_S
 IDLE_POLL_S = 30.0
 BACKFILL_PAGE = 100  # messages per history request (Discord's maximum)
 
@@ -47,11 +55,6 @@ class JobResult:
     status: str  # succeeded | failed
     outcome: TrainOutcome | None = None
     error: str | None = None
-
-
-def options_from_payload(payload: dict[str, Any]) -> TrainOptions:
-    known = {f.name for f in fields(TrainOptions)}
-    return TrainOptions(**{k: v for k, v in payload.items() if k in known})
 
 
 class JobRunner:
@@ -83,7 +86,9 @@ class JobRunner:
         """Channels with training on and enough new messages since their last version."""
         due = []
         for ref in await self.channels.training_channels():
-            versions = await self.registry.versions(ref)
+            # A version withdrawn because a member opted out does not count: a channel
+            # left with none is due again, though nothing new was said.
+            versions = [v for v in await self.registry.versions(ref) if v.status != "forgotten"]
             last = max((v.last_message_id or 0 for v in versions), default=0)
             new = await self.messages.count_trainable_after(ref, last)
             if new > 0 and new >= self.settings.nightly_min_new_messages:
@@ -93,7 +98,9 @@ class JobRunner:
         return due
 
     async def queue_due_training(self) -> list[JobInfo]:
-        """What the nightly schedule does: a training job for each due channel."""
+        """What the nightly schedule does: a training job for each due channel (an
+        orphaned one taken over; one a live process runs is left to it)."""
+        await self.take_over_orphans()
         payload = {"max_minutes": self.settings.nightly_max_minutes}
         queued = [
             await self.jobs.enqueue("train", ref, payload) for ref in await self.due_channels()
@@ -104,6 +111,30 @@ class JobRunner:
     def wake(self) -> None:
         self._wake.set()
 
+    async def take_over_orphans(self) -> list[JobInfo]:
+        """Jobs whose owner is gone go back to the queue, to resume from their
+        checkpoint (see JobStore.requeue_orphaned)."""
+        taken = await self.jobs.requeue_orphaned(STALE_AFTER_S)
+        for job in taken:
+            log.info(
+                "job %d (%s %s): its owner %s is gone; queued again to resume",
+                job.id,
+                job.kind,
+                job.channel,
+                job.owner or "(none)",
+            )
+        return taken
+
+    async def claim_now(
+        self, ref: ChannelRef, payload: dict[str, Any], priority: int = 10, kind: str = "train"
+    ) -> JobInfo | None:
+        """A job for the channel, claimed by this process to run now: the queued one,
+        an orphaned one taken over (it resumes from its checkpoint), or a new one. None
+        while another live process runs the channel's job."""
+        await self.take_over_orphans()
+        job = await self.jobs.enqueue(kind, ref, payload, priority)
+        return await self.jobs.claim(job.id)
+
     async def run_pending(self, progress: ProgressFactory | None = None) -> list[JobResult]:
         """Runs queued jobs one after another until none is left."""
         done = []
@@ -112,37 +143,99 @@ class JobRunner:
         return done
 
     async def run(self, job: JobInfo, progress: ProgressFactory | None = None) -> JobResult:
-        """Runs a claimed job to the end, records how it ended and tells the listeners
-        (the console says when a better version starts answering)."""
-        result = await self._run(job, progress)
+        """Runs a job to the end, records how it ended and tells the listeners (the
+        console says when a better version starts answering). A job this process has not
+        claimed is claimed first; one that another process runs is not run here."""
+        if job.status != "running" or job.owner != self.jobs.owner:
+            claimed = await self.jobs.claim(job.id)
+            if claimed is None:
+                busy = M.t("training_busy", channel=job.channel)
+                result = JobResult(job, "failed", error=busy)
+                for listener in self.listeners:
+                    listener(result)
+                return result
+            job = claimed
+        result = await self._run_owned(job, progress)
         for listener in self.listeners:
             listener(result)
         return result
 
-    async def _run(self, job: JobInfo, progress: ProgressFactory | None) -> JobResult:
+    async def _run_owned(self, job: JobInfo, progress: ProgressFactory | None) -> JobResult:
+        """Runs a job this process owns, its heartbeat beating alongside, and records how
+        it ended. If the job is taken from this process (it looked orphaned to another),
+        the work stops here; if this process stops it (Ctrl-C, shutdown), the job goes
+        back to the queue."""
+        task = asyncio.current_task()
+        assert task is not None
+        lost = False
+
+        async def keep_alive() -> None:
+            nonlocal lost
+            while True:
+                await asyncio.sleep(HEARTBEAT_EVERY_S)
+                try:
+                    mine = await self.jobs.heartbeat(job.id)
+                except Exception:
+                    log.warning("job %d: heartbeat failed; trying again", job.id, exc_info=True)
+                    continue
+                if not mine:
+                    lost = True
+                    task.cancel()
+                    return
+
+        beat = asyncio.create_task(keep_alive(), name=f"job-{job.id}-heartbeat")
         outcome = None
+        status, error = "succeeded", None
         try:
-            if job.channel is None or job.kind not in ("train", "backfill"):
-                raise UserError(f"unknown job kind {job.kind!r}")
-            if job.kind == "backfill":
-                await self._backfill(job)
-            else:
-                report = self._progress_writer(job, progress(job) if progress else None)
-                outcome = await self.training.train(
-                    job.channel, options_from_payload(job.payload), report
-                )
+            outcome = await self._work(job, progress)
         except UserError as e:
-            await self.jobs.finish(job.id, "failed", e.reason)
-            return JobResult(job, "failed", error=e.reason)
+            status, error = "failed", e.reason
         except asyncio.CancelledError:
-            # Shutting down: the row stays "running", so the next start resumes it.
+            beat.cancel()
+            if lost and task.uncancel() == 0:
+                log.warning(
+                    "job %d (%s %s) was taken over by another process; stopped here",
+                    job.id,
+                    job.kind,
+                    job.channel,
+                )
+                return JobResult(job, "failed", error=M.t("training_busy", channel=job.channel))
+            # Stopped (Ctrl-C, shutdown): back to the queue, to resume next time.
+            await self._release(job)
+            raise
+        except (KeyboardInterrupt, SystemExit):
+            beat.cancel()
+            await self._release(job)
             raise
         except Exception:
             log.exception("job %d (%s %s) failed", job.id, job.kind, job.channel)
-            await self.jobs.finish(job.id, "failed", M.t("internal_error"))
-            return JobResult(job, "failed", error=M.t("internal_error"))
-        await self.jobs.finish(job.id, "succeeded")
-        return JobResult(job, "succeeded", outcome=outcome)
+            status, error = "failed", M.t("internal_error")
+        # The heartbeat stops before the end is recorded (no await in between): a
+        # heartbeat after it would find the job no longer running and take that for a
+        # take-over.
+        beat.cancel()
+        if lost and task.uncancel() == 0:  # taken over just as the work ended
+            return JobResult(job, "failed", error=M.t("training_busy", channel=job.channel))
+        await self.jobs.finish(job.id, status, error)
+        return JobResult(job, status, outcome=outcome, error=error)
+
+    async def _release(self, job: JobInfo) -> None:
+        try:
+            await self.jobs.release(job.id)
+        except Exception:
+            # The owner's process ends now: the next start finds it orphaned anyway.
+            log.warning("job %d: could not release it", job.id, exc_info=True)
+
+    async def _work(self, job: JobInfo, progress: ProgressFactory | None) -> TrainOutcome | None:
+        if job.channel is None or job.kind not in ("train", "backfill"):
+            raise UserError(f"unknown job kind {job.kind!r}")
+        if job.kind == "backfill":
+            await self._backfill(job)
+            return None
+        report = self._progress_writer(job, progress(job) if progress else None)
+        return await self.training.train(
+            job.channel, TrainOptions.from_payload(job.payload), report
+        )
 
     async def _backfill(self, job: JobInfo) -> None:
         """Stores the channel's past messages, page by page, oldest pages last. The
@@ -157,7 +250,8 @@ class JobRunner:
             page = await source(job.channel, payload.get("before"), BACKFILL_PAGE)
             if not page:
                 return
-            people = [m for m in page if not m.is_bot]
+            # People's words only: no bot posts, and nothing empty (an upload alone).
+            people = [m for m in page if not m.is_bot and m.text.strip()]
             kept = [m for m in people if not await self._opted_out(m)]
             if kept:
                 await self.messages.add_batch(ImportBatch(messages=kept))
@@ -191,13 +285,12 @@ class JobRunner:
         return report
 
     async def serve(self) -> None:
-        """The runner of `tsuzuki run`: resumes interrupted jobs, then runs jobs as they
-        are queued, until cancelled."""
-        requeued = await self.jobs.requeue_interrupted()
-        if requeued:
-            log.info("requeued %d interrupted job(s)", requeued)
+        """The runner of `tsuzuki run`: runs jobs as they are queued, until cancelled;
+        on start and then every so often it takes over jobs whose owner is gone (a
+        `tsuzuki train` killed half-way), which resume from their checkpoint."""
         while True:
             self._wake.clear()
+            await self.take_over_orphans()
             await self.run_pending()
             try:
                 await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)

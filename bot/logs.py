@@ -29,9 +29,16 @@ _TOKEN_PATHS = re.compile(
 )
 # …and in payloads that libraries dump: {'token': '…'} / "token": "…".
 _TOKEN_FIELDS = re.compile(r"""(['"](?:token|access_token)['"]\s*:\s*['"])[^'"]+""")
-# Libraries that log whole payloads (gateway events, SQL parameters) at debug level,
-# and so message content, which is personal data: never below INFO.
-PAYLOAD_LOGGERS = ("discord.gateway", "discord.state", "aiosqlite", "sqlalchemy.engine")
+# Libraries that log whole payloads, and so message content, which is personal data.
+# discord.py dumps gateway events at DEBUG: never below INFO. SQLAlchemy logs every
+# statement with its parameters at INFO (its echo level) and aiosqlite every call at
+# DEBUG: never below WARNING.
+PAYLOAD_LOGGERS = {
+    "discord.gateway": logging.INFO,
+    "discord.state": logging.INFO,
+    "aiosqlite": logging.WARNING,
+    "sqlalchemy": logging.WARNING,
+}
 
 
 class RedactSecrets(logging.Filter):
@@ -74,8 +81,8 @@ def configure_logging(level: str, log_file: Path | None, secrets: Iterable[str])
     for handler in list(root.handlers):
         root.removeHandler(handler)
     root.setLevel(level)
-    for name in PAYLOAD_LOGGERS:
-        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLevelName(level)))
+    for name, floor in PAYLOAD_LOGGERS.items():
+        logging.getLogger(name).setLevel(max(floor, logging.getLevelName(level)))
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     console = logging.StreamHandler()
     console.setLevel(logging.WARNING)

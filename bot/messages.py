@@ -192,6 +192,12 @@ CATALOG: dict[str, dict[Locale, str]] = {
         "en": "{path}: {position}: {problem}. Nothing was imported from this file.",
         "ja": "{path}: {position}: {problem}。このファイルからは何も取り込んでいません。",
     },
+    "import_too_large": {
+        "en": "{path} is too large to import: {size} MiB{unpacked}, above the limit of "
+        "{limit} MiB (TSUZUKI_IMPORT_MAX_MB). Nothing was imported.",
+        "ja": "{path} は大きすぎて取り込めません（{size} MiB{unpacked}、上限 {limit} MiB："
+        "TSUZUKI_IMPORT_MAX_MB）。何も取り込んでいません。",
+    },
     "import_missing": {
         "en": "{path} does not exist.",
         "ja": "{path} が見つかりません。",
@@ -236,6 +242,18 @@ CATALOG: dict[str, dict[Locale, str]] = {
         "en": "v{version} now answers in {channel}.",
         "ja": "{channel} では今から v{version} が応答します。",
     },
+    "model_forgotten": {
+        "en": "v{version} of {channel} learnt from messages that have since been forgotten "
+        "(a member opted out), so it can never answer again.",
+        "ja": "{channel} の v{version} は、その後削除されたメッセージ（オプトアウトしたメンバーのもの）"
+        "から学習したため、二度と使えません。",
+    },
+    "training_forgotten": {
+        "en": "A member's messages in {channel} were forgotten while it trained, so the run "
+        "was discarded. Train again.",
+        "ja": "学習中に {channel} のメンバーのメッセージが削除されたため、この学習は破棄しました。"
+        "もう一度学習してください。",
+    },
     "model_no_rollback": {
         "en": "{channel} has no earlier active version to roll back to.",
         "ja": "{channel} には戻せる以前のバージョンがありません。",
@@ -245,8 +263,8 @@ CATALOG: dict[str, dict[Locale, str]] = {
         "ja": "使い方: /models [list] | /models activate バージョン | /models rollback",
     },
     "opted_out": {
-        "en": "You are opted out: your messages here are forgotten ({count} deleted) and will not be stored or used for training.",
-        "ja": "オプトアウトしました。あなたのメッセージは削除され（{count} 件）、今後は保存も学習への利用もされません。",
+        "en": "You are opted out: your messages here are forgotten ({count} deleted), models that learnt from them are withdrawn, and new ones will not be stored or used for training.",
+        "ja": "オプトアウトしました。あなたのメッセージは削除され（{count} 件）、それを学習したモデルは取り下げました。今後は保存も学習への利用もされません。",
     },
     "opted_in": {
         "en": "You are opted in again: your new messages will be kept and may train this channel's model.",

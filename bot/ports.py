@@ -3,6 +3,8 @@ fakes only where a real part cannot run."""
 
 from __future__ import annotations
 
+import os
+import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +44,8 @@ class ImportBatch:
 class ImportCounts:
     imported: int
     duplicates: int
+    # Messages of members who opted out: never stored again, whoever brings them.
+    opted_out: int = 0
 
 
 class ChannelStore(Protocol):
@@ -112,7 +116,13 @@ class ModelRegistry(Protocol):
 
     async def next_version(self, ref: ChannelRef) -> int: ...
 
-    async def add(self, info: ModelVersionInfo) -> None: ...
+    async def add(self, info: ModelVersionInfo, *, forget_epoch: int | None = None) -> bool: ...
+
+    async def forget_epoch(self, ref: ChannelRef) -> int: ...
+
+    async def forget_epochs(self) -> list[tuple[ChannelRef, int]]: ...
+
+    async def forgotten_paths(self) -> list[str]: ...
 
     async def set_note(self, ref: ChannelRef, version: int, note: str) -> None: ...
 
@@ -137,9 +147,32 @@ class JobInfo:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # The process that runs (or last ran) the job, and when it last said it is alive.
+    owner: JobOwner | None = None
+    heartbeat_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class JobOwner:
+    """A process that runs jobs: the host it runs on and its process id."""
+
+    host: str
+    pid: int
+
+    @classmethod
+    def this_process(cls) -> JobOwner:
+        return cls(socket.gethostname(), os.getpid())
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.pid}"
 
 
 class JobStore(Protocol):
+    @property
+    def owner(self) -> JobOwner:
+        """The process this store claims jobs for."""
+        ...
+
     async def enqueue(
         self, kind: str, ref: ChannelRef | None, payload: dict[str, Any], priority: int = 0
     ) -> JobInfo:
@@ -148,11 +181,22 @@ class JobStore(Protocol):
         ...
 
     async def claim_next(self) -> JobInfo | None:
-        """The most urgent queued job, marked running (attempts + 1)."""
+        """The most urgent queued job, marked running (attempts + 1) and owned by this
+        process, its heartbeat set."""
         ...
 
     async def claim(self, job_id: int) -> JobInfo | None:
-        """That job, if it is still queued, marked running."""
+        """That job, if it is still queued, marked running and owned by this process."""
+        ...
+
+    async def heartbeat(self, job_id: int) -> bool:
+        """This process still runs the job: its heartbeat is now. False when the job is
+        no longer this process's (finished, or taken over as orphaned)."""
+        ...
+
+    async def release(self, job_id: int) -> None:
+        """This process stops running the job before its end (Ctrl-C, shutdown): it goes
+        back to the queue, ownerless, and resumes from its checkpoint on the next run."""
         ...
 
     async def set_progress(self, job_id: int, progress: float) -> None: ...
@@ -163,8 +207,12 @@ class JobStore(Protocol):
 
     async def finish(self, job_id: int, status: str, error: str | None = None) -> None: ...
 
-    async def requeue_interrupted(self) -> int:
-        """Jobs left running by a process that died go back to the queue."""
+    async def requeue_orphaned(self, stale_after_s: float) -> list[JobInfo]:
+        """Running jobs whose owner is gone go back to the queue: an owner on this host
+        whose process has ended, or any owner whose heartbeat is older than
+        `stale_after_s`. Each is taken with a conditional update (its owner and heartbeat
+        as they were read), so of two processes doing this at once only one takes a job,
+        and a job whose owner is alive is never taken."""
         ...
 
     async def recent(self, limit: int = 50) -> list[JobInfo]: ...

@@ -154,6 +154,12 @@ class Job(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The process running the job (host name, process id) and when it last said it is
+    # alive: a running job whose owner is gone is taken over and resumed by the next
+    # process; a live one never is. NULL when nobody holds it.
+    owner_host: Mapped[str | None] = mapped_column(String(255))
+    owner_pid: Mapped[int | None] = mapped_column(Integer)
+    heartbeat_at: Mapped[datetime | None]
 
 
 class AuditEntry(Base):

@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Select, delete, func, or_, select, tuple_, update
+from sqlalchemy import Select, and_, delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain import Author, ChannelRef, ChatMessage, ModelVersionInfo, Platform
-from bot.ports import ChannelInfo, ImportBatch, ImportCounts, JobInfo
+from bot.ports import ChannelInfo, ImportBatch, ImportCounts, JobInfo, JobOwner
 from storage.db import Database
 from storage.models import AuditEntry, Channel, Job, Message, ModelVersion, User, Workspace
 
 # Rows per INSERT statement in bulk imports: large enough to amortise round trips,
 # small enough to stay under PostgreSQL's 32767 bind parameters (8 columns a row).
 BULK_CHUNK = 2000
+# A model version trained on messages that were forgotten since (a member opted out):
+# never served, activated, rolled back to or trained on again; its files are deleted.
+FORGOTTEN = "forgotten"
+# The audit entry a channel gets each time a member's messages in it are forgotten.
+# How many it has is the channel's "forget epoch" (SqlModelRegistry.forget_epoch).
+FORGET_ACTION = "messages.forget"
 
 
 def as_utc(dt: datetime) -> datetime:
@@ -225,6 +234,24 @@ class SqlUserStore:
             user_ids = select(User.id).where(
                 User.workspace_id == ws_id, User.external_id == user_id
             )
+            # Every version trained on these messages goes with them, in this transaction.
+            firsts = await session.execute(
+                select(Message.channel_id, func.min(Message.id), func.count())
+                .where(Message.author_id.in_(user_ids))
+                .group_by(Message.channel_id)
+            )
+            for channel_id, first_id, count in firsts.all():
+                session.add(
+                    AuditEntry(
+                        actor=actor,
+                        channel_id=channel_id,
+                        action=FORGET_ACTION,
+                        key=f"{platform}:{workspace}/{user_id}",
+                        new_value=json.dumps(count),
+                        at=datetime.now(UTC),
+                    )
+                )
+                await _forget_versions(session, channel_id, first_id, actor)
             res = await session.execute(delete(Message).where(Message.author_id.in_(user_ids)))
             return int(res.rowcount)  # type: ignore[attr-defined]
 
@@ -263,6 +290,7 @@ class SqlMessageStore:
                 channel = await _ensure_channel(session, ref, batch.channel_names.get(ref, ""))
                 channel_ids[ref] = channel.id
             user_ids = await self._ensure_users(session, batch.messages)
+            opted_out = await self._opted_out(session, set(user_ids.values()))
             for ref in sorted(refs):
                 rows = [
                     {
@@ -279,6 +307,8 @@ class SqlMessageStore:
                     for m in batch.messages
                     if m.channel == ref
                 ]
+                kept = [r for r in rows if r["author_id"] not in opted_out]
+                refused, rows = len(rows) - len(kept), kept
                 imported = 0
                 for start in range(0, len(rows), BULK_CHUNK):
                     chunk = rows[start : start + BULK_CHUNK]
@@ -289,8 +319,25 @@ class SqlMessageStore:
                         chunk,
                     )
                     imported += len(inserted.all())
-                result[ref] = ImportCounts(imported=imported, duplicates=len(rows) - imported)
+                result[ref] = ImportCounts(
+                    imported=imported, duplicates=len(rows) - imported, opted_out=refused
+                )
         return result
+
+    @staticmethod
+    async def _opted_out(session: AsyncSession, user_ids: set[int]) -> set[int]:
+        """Which of these users opted out (their text is never stored again)."""
+        found: set[int] = set()
+        ids = sorted(user_ids)
+        for start in range(0, len(ids), BULK_CHUNK):
+            found.update(
+                await session.scalars(
+                    select(User.id).where(
+                        User.id.in_(ids[start : start + BULK_CHUNK]), User.opted_out.is_(True)
+                    )
+                )
+            )
+        return found
 
     @staticmethod
     async def _ensure_users(
@@ -339,6 +386,8 @@ class SqlMessageStore:
                 .where(
                     Message.channel_id == _channel_id_query(ref),
                     Message.external_id == external_id,
+                    # An edit older than the stored one (late, or delivered again) is stale.
+                    or_(Message.edited_at.is_(None), Message.edited_at <= as_utc(at)),
                 )
                 .values(text=text, edited_at=as_utc(at))
             )
@@ -362,7 +411,11 @@ class SqlMessageStore:
                 await session.execute(
                     select(Message, User)
                     .outerjoin(User, Message.author_id == User.id)
-                    .where(Message.channel_id == _channel_id_query(ref))
+                    .where(
+                        Message.channel_id == _channel_id_query(ref),
+                        # A reply's context never quotes a member who opted out.
+                        or_(User.id.is_(None), User.opted_out.is_(False)),
+                    )
                     .order_by(Message.created_at.desc(), Message.id.desc())
                     .limit(limit)
                 )
@@ -490,10 +543,23 @@ class SqlModelRegistry:
             )
             return int(n or 0) + 1
 
-    async def add(self, info: ModelVersionInfo) -> None:
-        """Records a finished version as a candidate (its files are already complete)."""
+    async def forget_epoch(self, ref: ChannelRef) -> int:
+        """How many times members' messages in the channel were forgotten. A run reads
+        it before it reads its data, and hands it to `add`."""
+        async with self.db.read() as session:
+            return await _forget_epoch(session, _channel_id_query(ref))
+
+    async def add(self, info: ModelVersionInfo, *, forget_epoch: int | None = None) -> bool:
+        """Records a finished version as a candidate (its files are already complete).
+        With `forget_epoch` (what forget_epoch said before the run read its data), a
+        version whose data may hold messages forgotten since is refused: nothing is
+        recorded and this returns False."""
         async with self.db.write() as session:
             channel = await _ensure_channel(session, info.channel, "")
+            if forget_epoch is not None:
+                await _lock_channel(session, channel.id)  # see _forget_versions
+                if await _forget_epoch(session, channel.id) != forget_epoch:
+                    return False
             session.add(
                 ModelVersion(
                     channel_id=channel.id,
@@ -513,6 +579,7 @@ class SqlModelRegistry:
                     created_at=as_utc(info.created_at),
                 )
             )
+            return True
 
     async def activate(
         self, ref: ChannelRef, version: int, *, actor: str, note: str | None = None
@@ -526,7 +593,7 @@ class SqlModelRegistry:
                 )
             )
             target = next((r for r in rows if r.version == version), None)
-            if target is None:
+            if target is None or target.status == FORGOTTEN:
                 return None
             previous = next((r for r in rows if r.status == "active"), None)
             for row in rows:
@@ -556,7 +623,7 @@ class SqlModelRegistry:
                     select(ModelVersion)
                     .where(
                         ModelVersion.channel_id == _channel_id_query(ref),
-                        ModelVersion.status != "active",
+                        ModelVersion.status.not_in(("active", FORGOTTEN)),
                         ModelVersion.activated_at.is_not(None),
                     )
                     .order_by(ModelVersion.activated_at.desc())
@@ -586,6 +653,27 @@ class SqlModelRegistry:
                 .values(**values)
             )
 
+    async def forget_epochs(self) -> list[tuple[ChannelRef, int]]:
+        """Every channel whose members' messages were ever forgotten, with its epoch."""
+        async with self.db.read() as session:
+            rows = await session.execute(
+                select(Workspace.platform, Workspace.external_id, Channel.external_id, func.count())
+                .select_from(AuditEntry)
+                .join(Channel, AuditEntry.channel_id == Channel.id)
+                .join(Workspace, Channel.workspace_id == Workspace.id)
+                .where(AuditEntry.action == FORGET_ACTION)
+                .group_by(Workspace.platform, Workspace.external_id, Channel.external_id)
+            )
+            return [(_ref(p, w, c), int(n)) for p, w, c, n in rows.all()]
+
+    async def forgotten_paths(self) -> list[str]:
+        """The directories of every channel's forgotten versions (to delete)."""
+        async with self.db.read() as session:
+            rows = await session.scalars(
+                select(ModelVersion.path).where(ModelVersion.status == FORGOTTEN)
+            )
+            return list(rows)
+
     async def remove(self, ref: ChannelRef, version: int) -> None:
         async with self.db.write() as session:
             await session.execute(
@@ -595,6 +683,70 @@ class SqlModelRegistry:
                     ModelVersion.status != "active",
                 )
             )
+
+
+async def _lock_channel(session: AsyncSession, channel_id: int) -> None:
+    # Row lock on PostgreSQL; SQLite's write transactions are serial already.
+    await session.execute(select(Channel.id).where(Channel.id == channel_id).with_for_update())
+
+
+async def _forget_epoch(session: AsyncSession, channel_id: Any) -> int:
+    n = await session.scalar(
+        select(func.count())
+        .select_from(AuditEntry)
+        .where(AuditEntry.channel_id == channel_id, AuditEntry.action == FORGET_ACTION)
+    )
+    return int(n or 0)
+
+
+async def _forget_versions(
+    session: AsyncSession, channel_id: int, first_id: int, actor: str
+) -> None:
+    """Marks forgotten every version of the channel that may have learnt from message
+    `first_id` or a later one: those whose data reached it, and every later version
+    (which may have started from such a one's weights); and every LoRA version over the
+    channel's scratch base, whose tokenizer is fitted again without the forgotten
+    messages (ModelResolver.scratch_base). If the active version is among
+    them, the newest earlier version that was active answers instead; with none left,
+    the base does, and the channel's next run starts from the base. The rows stay, so
+    version numbers are never reused; the files go (TrainingService.delete_forgotten)."""
+    # Taken before the versions are read, so a run registering a version meanwhile
+    # (SqlModelRegistry.add) either is seen here or sees this forgetting.
+    await _lock_channel(session, channel_id)
+    rows = list(
+        await session.scalars(
+            select(ModelVersion)
+            .where(ModelVersion.channel_id == channel_id)
+            .order_by(ModelVersion.version)
+        )
+    )
+    first = min(
+        (r.version for r in rows if r.last_message_id is None or r.last_message_id >= first_id),
+        default=None,
+    )
+    was_active = next((r for r in rows if r.status == "active"), None)
+    for row in rows:
+        on_scratch = row.method == "lora" and row.base_model.startswith("scratch")
+        if on_scratch or (first is not None and row.version >= first):
+            row.status = FORGOTTEN
+    if was_active is None or was_active.status != FORGOTTEN:
+        return
+    earlier = [r for r in rows if r.status != FORGOTTEN and r.activated_at is not None]
+    if not earlier:
+        return
+    fallback = max(earlier, key=lambda r: as_utc(cast(datetime, r.activated_at)))
+    fallback.status = "active"
+    fallback.activated_at = datetime.now(UTC)
+    session.add(
+        AuditEntry(
+            actor=actor,
+            channel_id=channel_id,
+            action="model.activate",
+            old_value=json.dumps(was_active.version),
+            new_value=json.dumps(fallback.version),
+            at=datetime.now(UTC),
+        )
+    )
 
 
 def _version_info(ref: ChannelRef, row: ModelVersion) -> ModelVersionInfo:
@@ -620,12 +772,49 @@ def _version_info(ref: ChannelRef, row: ModelVersion) -> ModelVersionInfo:
 ACTIVE_JOB_STATES = ("queued", "running")
 
 
+def process_alive(pid: int) -> bool | None:
+    """Whether a process with this id runs on this host; None where that cannot be told
+    (on Windows os.kill would end the process instead). A killed process its parent has
+    not reaped yet (a zombie) does not count: it runs nothing."""
+    if sys.platform == "win32":
+        return None
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it runs, as another user
+    except OSError:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return True  # no /proc (macOS): os.kill is all there is
+    # "pid (name) state …": the name may hold spaces and parentheses.
+    fields = stat.rsplit(")", 1)[-1].split()
+    return not fields or fields[0] not in ("Z", "X")
+
+
 class SqlJobStore:
     """Durable jobs: a row per job, so work survives restarts and `tsuzuki jobs` can
-    show it from any process."""
+    show it from any process.
 
-    def __init__(self, db: Database) -> None:
+    A running job has an owner (host, process id) and a heartbeat. A job whose owner is
+    gone is taken over by the next process (`requeue_orphaned`); a live one never is."""
+
+    def __init__(self, db: Database, owner: JobOwner | None = None) -> None:
         self.db = db
+        self._owner = owner  # None: this process (looked up when asked: fork changes it)
+        # The jobs this store claimed and has not finished or released: a running job
+        # owned by this very process id but not held here belongs to an earlier process
+        # whose id this one got again (a restarted container), so it is orphaned.
+        self._held: set[int] = set()
+
+    @property
+    def owner(self) -> JobOwner:
+        return self._owner or JobOwner.this_process()
 
     async def enqueue(
         self, kind: str, ref: ChannelRef | None, payload: dict[str, Any], priority: int = 0
@@ -681,45 +870,144 @@ class SqlJobStore:
             job = (await session.scalars(query)).first()
             if job is None:
                 return None
+            owner = self.owner
             job.status = "running"
             job.attempts += 1
-            job.started_at = job.updated_at = datetime.now(UTC)
+            job.started_at = job.updated_at = job.heartbeat_at = datetime.now(UTC)
+            job.owner_host, job.owner_pid = owner.host, owner.pid
             job.error = None
+            self._held.add(job.id)
             return await self._info(session, job)
 
-    async def set_progress(self, job_id: int, progress: float) -> None:
+    async def heartbeat(self, job_id: int) -> bool:
+        async with self.db.write() as session:
+            res = await session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == "running", self._mine())
+                .values(heartbeat_at=datetime.now(UTC))
+            )
+            return bool(res.rowcount == 1)  # type: ignore[attr-defined]
+
+    async def release(self, job_id: int) -> None:
+        self._held.discard(job_id)
         async with self.db.write() as session:
             await session.execute(
                 update(Job)
-                .where(Job.id == job_id)
-                .values(progress=progress, updated_at=datetime.now(UTC))
+                .where(Job.id == job_id, Job.status == "running", self._mine())
+                .values(
+                    status="queued",
+                    owner_host=None,
+                    owner_pid=None,
+                    heartbeat_at=None,
+                    updated_at=datetime.now(UTC),
+                )
+            )
+
+    async def set_progress(self, job_id: int, progress: float) -> None:
+        # Progress is a sign of life too: the heartbeat goes with it.
+        now = datetime.now(UTC)
+        async with self.db.write() as session:
+            await session.execute(
+                update(Job)
+                .where(Job.id == job_id, self._not_others())
+                .values(progress=progress, updated_at=now, heartbeat_at=now)
             )
 
     async def set_payload(self, job_id: int, payload: dict[str, Any]) -> None:
         async with self.db.write() as session:
             await session.execute(
                 update(Job)
-                .where(Job.id == job_id)
+                .where(Job.id == job_id, self._not_others())
                 .values(payload=payload, updated_at=datetime.now(UTC))
             )
 
     async def finish(self, job_id: int, status: str, error: str | None = None) -> None:
+        """Records how the job ended, unless another process has taken it over since."""
+        self._held.discard(job_id)
         now = datetime.now(UTC)
         values: dict[str, Any] = {"status": status, "error": error, "finished_at": now}
         values["updated_at"] = now
         if status == "succeeded":
             values["progress"] = 1.0
         async with self.db.write() as session:
-            await session.execute(update(Job).where(Job.id == job_id).values(**values))
+            await session.execute(
+                update(Job).where(Job.id == job_id, self._not_others()).values(**values)
+            )
 
-    async def requeue_interrupted(self) -> int:
+    async def requeue_orphaned(self, stale_after_s: float) -> list[JobInfo]:
+        taken = []
+        for job in await self.orphaned(stale_after_s):
+            if await self.take_over(job):
+                taken.append(job)
+        return taken
+
+    async def orphaned(self, stale_after_s: float) -> list[JobInfo]:
+        """Running jobs whose owner is gone, as they are now: silent (no heartbeat) for
+        longer than `stale_after_s`, whatever the host, or gone by `is_orphaned`."""
+        now = datetime.now(UTC)
+        async with self.db.read() as session:
+            rows = list(await session.scalars(select(Job).where(Job.status == "running")))
+            found = []
+            for row in rows:
+                last_seen = as_utc(row.heartbeat_at or row.updated_at)
+                owner = (
+                    JobOwner(row.owner_host, row.owner_pid)
+                    if row.owner_host is not None and row.owner_pid is not None
+                    else None
+                )
+                stale = (now - last_seen).total_seconds() > stale_after_s
+                if stale or self.is_orphaned(row.id, owner):
+                    found.append(await self._info(session, row))
+            return found
+
+    def is_orphaned(self, job_id: int, owner: JobOwner | None) -> bool:
+        """Whether a running job's owner is gone, as far as this host can tell without
+        the heartbeat: no owner (left by a version before owners); an owner on this host
+        whose process has ended; this very process id, but the job is not one this store
+        holds (an earlier process whose id this one got again). Owners on other hosts
+        are judged by their heartbeat alone."""
+        me = self.owner
+        if owner is None:
+            return True
+        if owner.host != me.host:
+            return False
+        if owner.pid == me.pid:
+            return job_id not in self._held
+        return process_alive(owner.pid) is False
+
+    async def take_over(self, job: JobInfo) -> bool:
+        """Puts an orphaned job back in the queue, if it is still as it was read: the
+        same owner and heartbeat. Whoever changed it since (a heartbeat, another taker
+        who queued or claimed it) wins, and this returns False."""
+        owner_host = job.owner.host if job.owner else None
+        owner_pid = job.owner.pid if job.owner else None
         async with self.db.write() as session:
             res = await session.execute(
                 update(Job)
-                .where(Job.status == "running")
-                .values(status="queued", updated_at=datetime.now(UTC))
+                .where(
+                    Job.id == job.id,
+                    Job.status == "running",
+                    Job.owner_host.is_not_distinct_from(owner_host),
+                    Job.owner_pid.is_not_distinct_from(owner_pid),
+                    Job.heartbeat_at.is_not_distinct_from(job.heartbeat_at),
+                )
+                .values(
+                    status="queued",
+                    owner_host=None,
+                    owner_pid=None,
+                    heartbeat_at=None,
+                    updated_at=datetime.now(UTC),
+                )
             )
-            return int(res.rowcount)  # type: ignore[attr-defined]
+            return bool(res.rowcount == 1)  # type: ignore[attr-defined]
+
+    def _mine(self) -> Any:
+        owner = self.owner
+        return and_(Job.owner_host == owner.host, Job.owner_pid == owner.pid)
+
+    def _not_others(self) -> Any:
+        """Owned by this process, or by nobody (a job run without being claimed)."""
+        return or_(Job.owner_pid.is_(None), self._mine())
 
     async def recent(self, limit: int = 50) -> list[JobInfo]:
         async with self.db.read() as session:
@@ -752,4 +1040,10 @@ class SqlJobStore:
             created_at=as_utc(job.created_at),
             started_at=as_utc(job.started_at) if job.started_at else None,
             finished_at=as_utc(job.finished_at) if job.finished_at else None,
+            owner=(
+                JobOwner(job.owner_host, job.owner_pid)
+                if job.owner_host is not None and job.owner_pid is not None
+                else None
+            ),
+            heartbeat_at=as_utc(job.heartbeat_at) if job.heartbeat_at else None,
         )

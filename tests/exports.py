@@ -123,7 +123,14 @@ def slack_folder(root: Path, *, with_users: bool = True) -> Path:
         json.dumps(
             [
                 msg("1700086400.000001", "U3", "broadcast", subtype="thread_broadcast"),
-                msg("1700086401.000002", "U1", "file!", subtype="file_share"),
+                msg(
+                    "1700086401.000002",
+                    "U1",
+                    "file!",
+                    subtype="file_share",
+                    files=[{"id": "F0", "name": "photo.png"}],
+                    upload=True,
+                ),
                 msg("1700086402.000003", "UB", "i am a bot user"),
                 msg("1700086403.000004", "U1", "app says", bot_id="B2"),
                 msg("1700086404.000005", "U2", "   "),
@@ -157,6 +164,96 @@ def slack_folder(root: Path, *, with_users: bool = True) -> Path:
         encoding="utf-8",
     )
     return root
+
+
+def slack_notices_and_files(first: str, second: str, start: int) -> list[dict[str, Any]]:
+    """Slack messages whose text Slack wrote (notices, old-style file messages) among a
+    few that members wrote, as a channel's export file or its live events hold them,
+    one second apart from `start`. The members' own words are "議事録です" (`second`'s
+    comment on their upload), "ありがとう" (`first`'s comment on that file), "ここです"
+    (`first`'s message with a file) and "手を振る" (`second`'s /me)."""
+    link = "https://example.slack.com/files"
+    records: list[dict[str, Any]] = [
+        {"subtype": "channel_join", "user": first, "text": f"<@{first}> has joined the channel"},
+        {"subtype": "channel_leave", "user": second, "text": f"<@{second}> has left the channel"},
+        {
+            "subtype": "channel_name",
+            "user": first,
+            "text": f'<@{first}> renamed the channel from "old" to "general"',
+            "old_name": "old",
+            "name": "general",
+        },
+        {
+            "subtype": "channel_topic",
+            "user": first,
+            "text": f"<@{first}> set the channel topic: 今日の話題",
+            "topic": "今日の話題",
+        },
+        {
+            "subtype": "channel_purpose",
+            "user": first,
+            "text": f"<@{first}> set the channel purpose: 雑談",
+            "purpose": "雑談",
+        },
+        {
+            "subtype": "pinned_item",
+            "user": first,
+            "text": f"<@{first}> pinned a message to this channel.",
+            "item_type": "C",
+        },
+        {
+            "subtype": "bot_add",
+            "user": first,
+            "bot_id": "B9",
+            "text": f"<@{first}> added an integration to this channel: <https://x|app>",
+        },
+        {
+            "subtype": "file_mention",
+            "user": second,
+            "text": f"<@{second}> mentioned a file: <{link}/{first}/F2/notes.txt|notes.txt>",
+        },
+        # Old style: Slack wrote the text; only the initial comment is the member's.
+        {
+            "subtype": "file_share",
+            "user": first,
+            "upload": True,
+            "text": f"<@{first}|hana> uploaded a file: <{link}/{first}/F1/photo.png|photo.png>",
+            "file": {"id": "F1", "name": "photo.png"},
+        },
+        {
+            "subtype": "file_share",
+            "user": second,
+            "upload": True,
+            "text": f"<@{second}|ken> uploaded a file: <{link}/{second}/F2/notes.txt|notes.txt>"
+            " and commented: 議事録です",
+            "file": {
+                "id": "F2",
+                "name": "notes.txt",
+                "initial_comment": {"id": "Fc1", "user": second, "comment": "議事録です"},
+            },
+        },
+        {
+            "subtype": "file_comment",
+            "text": f"<@{first}|hana> commented on <@{second}|ken>'s file"
+            f" <{link}/{second}/F2/notes.txt|notes.txt>: ありがとう",
+            "file": {"id": "F2", "name": "notes.txt"},
+            "comment": {"id": "Fc2", "user": first, "comment": "ありがとう"},
+        },
+        # New style: a member's message with files; its text is theirs, maybe empty.
+        {
+            "subtype": "file_share",
+            "user": first,
+            "upload": True,
+            "text": "ここです",
+            "files": [{"id": "F3", "name": "map.png"}],
+        },
+        {"user": second, "upload": True, "text": "", "files": [{"id": "F4", "name": "a.png"}]},
+        {"subtype": "me_message", "user": second, "text": "手を振る"},
+    ]
+    return [
+        {"type": "message", **record, "ts": f"{start + i}.000100"}
+        for i, record in enumerate(records)
+    ]
 
 
 def zip_folder(folder: Path, target: Path, prefix: str = "") -> Path:

@@ -89,8 +89,8 @@ async def _tsuzuki(
 
 
 def _quality(model_dir: Path) -> tuple[float, float]:
-    from bot.engine.quantize import quantize_int8
     from bot.generation.loading import load_directory
+    from bot.generation.quantize import quantize_int8
     from bot.training.evaluation import evaluate_texts
 
     texts = demo_texts()[-200:]

@@ -33,7 +33,7 @@ async def _measure(workdir: Path, threads: int) -> MixedResult:
 
     from bot.app import running_app
     from bot.domain import ChannelRef, GenerationRequest
-    from bot.importing.service import import_history
+    from bot.importing.importer import import_history
     from bot.training.service import TrainOptions
 
     base = build_base(workdir / "base")
@@ -68,7 +68,7 @@ async def _measure(workdir: Path, threads: int) -> MixedResult:
             under_way.set()
 
         training = asyncio.create_task(
-            app.training.train(club, TrainOptions(max_steps=10_000, batch_size=8), progress)
+            app.training.train(club, TrainOptions.of(max_steps=10_000, batch_size=8), progress)
         )
         await under_way.wait()
         before = len(steps)

@@ -115,6 +115,7 @@ async def _tsuzuki(base: Path, train: list[str], held_out: list[str], out: Path)
     config = TrainConfig(
         method="full",
         max_steps=steps,
+        max_epochs=None,
         learning_rate=LEARNING_RATE,
         batch_size=BATCH,
         block_size=BLOCK,

@@ -74,9 +74,15 @@ def summarise(exposition: str) -> list[str]:
 
     values: dict[str, float] = {}
     buckets: dict[str, list[tuple[float, float]]] = {}
+    platforms: dict[str, float] = {}
+    failures: dict[str, float] = {}
     for family in text_string_to_metric_families(exposition):
         for sample in family.samples:
-            if sample.name.endswith("_bucket"):
+            if sample.name == "tsuzuki_platform_up":
+                platforms[sample.labels["platform"]] = sample.value
+            elif sample.name == "tsuzuki_platform_failures_total":
+                failures[sample.labels["platform"]] = sample.value
+            elif sample.name.endswith("_bucket"):
                 le = float(sample.labels["le"])
                 buckets.setdefault(sample.name.removesuffix("_bucket"), []).append(
                     (le, sample.value)
@@ -93,7 +99,17 @@ def summarise(exposition: str) -> list[str]:
     gen_seconds = values.get("tsuzuki_generation_seconds_total", 0)
     tokens = values.get("tsuzuki_generated_tokens_total", 0)
     steps = values.get("tsuzuki_training_step_seconds_count", 0)
-    return [
+    lines = []
+    if platforms:
+        lines.append(
+            "platforms: "
+            + ", ".join(
+                f"{name} {'up' if up else 'down'}"
+                + (f" ({failures[name]:.0f} failed connections)" if failures.get(name) else "")
+                for name, up in sorted(platforms.items())
+            )
+        )
+    lines += [
         f"queue depth {values.get('tsuzuki_queue_depth', 0):.0f}, "
         f"refused when full {values.get('tsuzuki_requests_refused_total', 0):.0f}",
         f"requests {requests:.0f}: latency p50 {q('tsuzuki_request_latency_seconds', 0.5)}s,"
@@ -105,3 +121,4 @@ def summarise(exposition: str) -> list[str]:
         f"training steps {steps:.0f}, mean "
         f"{values.get('tsuzuki_training_step_seconds_sum', 0) / steps if steps else 0:.2f}s",
     ]
+    return lines

@@ -18,7 +18,6 @@ would freeze every platform connection, so the loop only awaits futures.
 from __future__ import annotations
 
 import asyncio
-import enum
 import itertools
 import logging
 import queue
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from bot import messages as M
+from bot.device import Priority
 from bot.engine.metrics import EngineMetrics
 from bot.errors import BusyError
 from bot.generation.libraries import import_libraries
@@ -36,12 +36,6 @@ from bot.generation.libraries import import_libraries
 T = TypeVar("T")
 R = TypeVar("R")
 log = logging.getLogger(__name__)
-
-
-class Priority(enum.IntEnum):
-    INTERACTIVE = 0  # someone is waiting in a chat
-    NORMAL = 1  # loading, evaluation, building a scratch model
-    TRAINING = 2  # one training step
 
 
 def configure_torch(threads: int) -> None:
@@ -130,6 +124,9 @@ class DeviceWorker:
         waiting for the same handler; raises BusyError when the queue is full."""
         job = self._job(priority, item=item, handler=handler)
         return await self._await(job, priority)
+
+    def record_training_step(self, seconds: float) -> None:
+        self.metrics.train_step.observe(seconds)
 
     def _job(self, priority: Priority, **kw: Any) -> _Job:
         loop = asyncio.get_running_loop()

@@ -108,7 +108,7 @@ def _model_from(path: Path, *, merge: bool) -> PreTrainedModel:
     )
     if merge:
         # Evaluation and one-off loads: fold the adapter into the weights, so a forward
-        # pass costs what the base costs. (Serving keeps adapters apart: engine/lora.py.)
+        # pass costs what the base costs. (Serving keeps adapters apart: generation/lora.py.)
         return PeftModel.from_pretrained(base, str(path)).merge_and_unload()
     model = PeftModel.from_pretrained(base, str(path), is_trainable=True)
     # peft reads the base's config again when saving; point it at the directory found

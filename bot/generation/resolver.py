@@ -13,13 +13,13 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.device import Device
 from bot.domain import ChannelRef
-from bot.engine.worker import DeviceWorker
 from bot.generation.bases import locate
+from bot.generation.chat_text import clean_message
 from bot.generation.scratch import create_scratch
 from bot.generation.spec import ModelSpec
 from bot.ports import MessageStore, ModelRegistry
-from bot.training.dataset import clean_message
 
 # How much history a scratch tokenizer is fitted to when a channel first needs one.
 SCRATCH_TOKENIZER_MESSAGES = 50_000
@@ -39,7 +39,7 @@ class ModelResolver:
         models_dir: Path,
         registry: ModelRegistry,
         messages: MessageStore,
-        worker: DeviceWorker,
+        worker: Device,
     ) -> None:
         self.base = base
         self.models_dir = models_dir
@@ -79,9 +79,13 @@ class ModelResolver:
     async def scratch_base(self, ref: ChannelRef, spec: ModelSpec | None = None) -> Path:
         """The channel's scratch model of `spec`'s size (default: the configured base),
         built on first use with a tokenizer fitted to the channel's history. Built
-        once: every later version of the channel shares this tokenizer."""
+        once, and every later version of the channel shares this tokenizer, until a
+        member's messages are forgotten (an opt-out): its vocabulary learnt from them
+        too, so the next one is fitted to what is left, in a directory of its own (see
+        scratch_dir; the old one is deleted, TrainingService.delete_forgotten)."""
         spec = spec or self.base
-        directory = self.models_dir / ref.slug / f"scratch-{spec.value}"
+        epoch = await self.registry.forget_epoch(ref)
+        directory = scratch_dir(self.models_dir / ref.slug, spec, epoch)
         lock = self._creating.setdefault(directory, asyncio.Lock())
         async with lock:
             if not directory.is_dir():
@@ -89,3 +93,23 @@ class ModelResolver:
                 texts = [clean_message(m.text) for m in history]
                 await self.worker.run(create_scratch, directory, spec.scratch_size, texts)
         return directory
+
+
+def scratch_dir(channel_dir: Path, spec: ModelSpec, forget_epoch: int) -> Path:
+    """Where the channel's scratch base of `spec` lives after `forget_epoch` forgettings
+    (a new directory each time, so nothing loaded from an older one is taken for it)."""
+    name = f"scratch-{spec.value}"
+    return channel_dir / (name if forget_epoch == 0 else f"{name}.f{forget_epoch}")
+
+
+def stale_scratch_dirs(channel_dir: Path, forget_epoch: int) -> list[Path]:
+    """The channel's scratch bases (of any size, or half-built) fitted before its
+    latest forgetting: their tokenizers learnt from forgotten messages."""
+    if forget_epoch == 0:
+        return []
+    current = f".f{forget_epoch}"
+    return [
+        path
+        for path in channel_dir.glob("scratch-*")
+        if not path.name.endswith((current, current + ".tmp"))
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -22,17 +23,26 @@ _BY_SUFFIX: dict[str, Format] = {
 }
 
 
+# The default size cap (settings.import_max_mb).
+DEFAULT_MAX_BYTES = 512 * 2**20
+
+
 def parse_file(
-    path: Path, fmt: str | None = None, channel: ChannelRef | None = None
+    path: Path,
+    fmt: str | None = None,
+    channel: ChannelRef | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> ImportBatch:
     """Reads and checks all of `path`. `fmt` is one of FORMATS, or None to tell it from
     the file. `channel` names the channel for formats that do not (jsonl, text),
     replaces the one in a Discord export and gives a Slack export its team id.
 
-    Raises UserError when the file is missing, its format is unknown, it needs a
-    channel, or any part of it is broken; nothing is returned for a broken file."""
+    Raises UserError when the file is missing, larger than `max_bytes` (a zip: once
+    unpacked), its format is unknown, it needs a channel, or any part of it is broken;
+    nothing is returned for a broken file."""
     if not path.exists():
         raise UserError(M.t("import_missing", path=str(path)))
+    check_size(path, max_bytes)
     preloaded: Any = None
     if fmt is None:
         fmt, preloaded = _detect(path)
@@ -49,6 +59,30 @@ def parse_file(
     if fmt == "jsonl":
         return jsonl.parse_jsonl(path, channel)
     return plaintext.parse_text(path, channel)
+
+
+def check_size(path: Path, max_bytes: int) -> None:
+    """Refuses, before reading a byte of content, a file, folder or zip whose content
+    is larger than `max_bytes`. A zip's own directory gives each member's unpacked
+    size, and zipfile never returns more than that, so a zip bomb is caught here."""
+    if path.is_dir():
+        size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    elif zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            size = sum(info.file_size for info in archive.infolist())
+    else:
+        size = path.stat().st_size
+    if size > max_bytes:
+        unpacked = " unpacked" if path.is_file() and zipfile.is_zipfile(path) else ""
+        raise UserError(
+            M.t(
+                "import_too_large",
+                path=str(path),
+                size=f"{size / 2**20:,.0f}",
+                unpacked=unpacked,
+                limit=f"{max_bytes / 2**20:,.0f}",
+            )
+        )
 
 
 def detect_format(path: Path) -> Format:

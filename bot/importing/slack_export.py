@@ -7,6 +7,7 @@ import re
 import zipfile
 import zlib
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,14 +17,51 @@ from bot.domain import Author, ChannelRef, ChatMessage
 from bot.importing import broken, from_unix, is_valid_id, json_type, load_json
 from bot.ports import ImportBatch
 
-# Subtypes that are still a person talking; every other one is Slack's own notice
-# (joins, topic changes, bot posts…).
-_KEPT_SUBTYPES = frozenset({"thread_broadcast", "file_share"})
 # Channel names may be Japanese and the like, so only path syntax is refused.
 _FOLDER_NAME = re.compile(r"^[^/\\\x00]{1,200}$")
 _DAILY_FILE = re.compile(r"^\d{4}-\d{2}-\d{2}\.json$")
 _SLACK_TS = re.compile(r"^(\d{1,12})(?:\.(\d{1,6}))?$")
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError)
+
+
+def member_words(record: Mapping[str, Any]) -> tuple[object, object] | None:
+    """(user, text): what a member wrote in a Slack message, an export's record or a
+    live event alike; None when the message is Slack's own text.
+
+    An allow-list: a message without a subtype, a thread reply also sent to the channel
+    and a /me message are a person talking, and so are their words on a file. Every
+    other subtype (channel_join, channel_leave, channel_name, channel_topic,
+    channel_purpose, pinned_item, bot_message, bot_add, file_mention, and whatever
+    Slack adds later) is Slack's notice or a bot's post, never chat history.
+    Old-style file messages carry Slack's "<@U…> uploaded a file: <…|name>" as their
+    text: only the member's comment on the file is theirs. The text may be "" (a file
+    shared without a word), which is nothing to store. The values are the record's
+    own, unchecked.
+    """
+    subtype = record.get("subtype")
+    if not subtype or subtype in ("thread_broadcast", "me_message"):
+        return record.get("user"), record.get("text", "")
+    if subtype == "file_share":
+        if "files" in record:
+            # New style: a normal message with files; the text is the member's own.
+            return record.get("user"), record.get("text", "")
+        # Old style: the uploader's words are the file's initial comment.
+        file = record.get("file")
+        comment = file.get("initial_comment") if isinstance(file, Mapping) else None
+        return _comment(record.get("user"), comment)
+    if subtype == "file_comment":
+        # Old style: "<@U…> commented on <@U…>'s file …: words"; the comment is the
+        # commenter's (who need not be the uploader, or be in the record's "user").
+        comment = record.get("comment")
+        user = comment.get("user") if isinstance(comment, Mapping) else None
+        return _comment(user or record.get("user"), comment)
+    return None
+
+
+def _comment(user: object, comment: object) -> tuple[object, object]:
+    if not isinstance(comment, Mapping):
+        return user, ""
+    return user, comment.get("comment", "")
 
 
 class _Source(Protocol):
@@ -253,11 +291,12 @@ def _skip_reason(
     subtype = record.get("subtype")
     if subtype is not None and not isinstance(subtype, str):
         raise broken(label, where, f"'subtype' must be a string, got {json_type(subtype)}")
-    if subtype and subtype not in _KEPT_SUBTYPES:
+    words = member_words(record)
+    if words is None:
         return f"subtype {subtype}"
     if record.get("type", "message") != "message":
         return "system message"
-    user = users.get(record.get("user", ""))
+    user = users.get(words[0]) if isinstance(words[0], str) else None
     if record.get("bot_id") or (user is not None and user.is_bot):
         return "bot author"
     return None
@@ -267,7 +306,9 @@ def _fields(
     record: dict[str, Any], label: Path, where: str
 ) -> tuple[str, str, str, datetime | None]:
     """(ts, text, user, edited_at) of a message that is kept."""
-    ts, user, text = record.get("ts"), record.get("user"), record.get("text", "")
+    words = member_words(record)
+    assert words is not None  # _skip_reason kept it
+    ts, (user, text) = record.get("ts"), words
     if not isinstance(ts, str) or not _SLACK_TS.match(ts):
         raise broken(label, where, f"'ts' is not a Slack timestamp: {ts!r:.60}")
     if not isinstance(user, str) or not user:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import re
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, dataclass
@@ -28,21 +27,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bot.generation.chat_text import clean_message
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 TOKEN_DTYPE = np.uint32
 
-# Chat markup the model should not learn ids from; each becomes a placeholder.
-_CLEANUP: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"<(https?://[^>|\s]+)(?:\|[^>]*)?>"), "<url>"),  # Slack links
-    (re.compile(r"https?://\S+"), "<url>"),
-    (re.compile(r"<a?:(\w+):\d+>"), r":\1:"),  # Discord custom emoji → :name:
-    (re.compile(r"<@&\d+>"), "<role>"),
-    (re.compile(r"<@!?\d+>|<@[UW][A-Z0-9]+(?:\|[^>]*)?>"), "<user>"),
-    (re.compile(r"<#[A-Z0-9]+(?:\|[^>]*)?>|<#\d+>"), "<channel>"),
-    (re.compile(r"<!(?:here|channel|everyone)(?:\|[^>]*)?>"), "<everyone>"),
-)
 # How far back a repeated line counts as spam (the same text again within this many
 # messages), rather than a common phrase like "lol" said again later.
 SPAM_WINDOW = 5
@@ -73,12 +64,6 @@ class DatasetInfo:
     @classmethod
     def load(cls, path: Path) -> DatasetInfo:
         return cls(**json.loads(path.read_text(encoding="utf-8")))
-
-
-def clean_message(text: str) -> str:
-    for pattern, placeholder in _CLEANUP:
-        text = pattern.sub(placeholder, text)
-    return text.strip()
 
 
 class SpamFilter:

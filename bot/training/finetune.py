@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,11 +34,15 @@ Method = Literal["lora", "full"]
 @dataclass(frozen=True)
 class TrainConfig:
     method: Method  # lora: small adapters over a frozen base; full: every weight
-    max_steps: int = 200  # optimizer steps
-    max_minutes: float | None = None  # stop early once this much wall time is spent
+    # The run ends at whichever limit comes first. The product's default trains for a
+    # time budget (what a CPU affords a channel in a quarter of an hour; the service
+    # sets it from TSUZUKI_TRAIN_MAX_MINUTES), stops early on a channel too small to
+    # need it, and keeps the step that did best on validation messages.
+    max_steps: int = 1_000_000  # optimizer steps
+    max_minutes: float | None = None  # stop once this much wall time is spent
     # Stop once this many passes over the training tokens are done: a small channel
     # learns all it can long before a time budget runs out.
-    max_epochs: float | None = None
+    max_epochs: float | None = 60.0
     # Steps between validation checks; the run keeps the weights that scored best on
     # the validation messages, so over-training past that point costs nothing.
     validate_every: int = 100
@@ -323,10 +328,16 @@ class FineTune:
             "optimizer": self._optimizer.state_dict(),
         }
         path = self.run_dir / self.CHECKPOINT
-        tmp = path.with_suffix(".tmp")
-        torch.save(payload, tmp)
-        # A kill during the save leaves the previous checkpoint intact.
-        os.replace(tmp, path)
+        # A kill during the save leaves the previous checkpoint intact; and the temporary
+        # file is this process's own, so two processes saving into one run directory (a
+        # job taken over from an owner that was only slow) never write or move each
+        # other's half-written file.
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            torch.save(payload, tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _load_checkpoint(self) -> bool:
         import torch

@@ -14,12 +14,12 @@ def save_loss_curve(
     valid: list[tuple[int, float]] | None = None,
     best_step: int | None = None,
 ) -> None:
-    import matplotlib
+    # The object API, not pyplot: no global state, so it may run on any thread (the
+    # service renders off the event loop), and no display is needed.
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # no display: render straight to a file
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    fig = Figure(figsize=(7, 4), dpi=100)
+    ax = fig.subplots()
     steps = range(1, len(losses) + 1)
     ax.plot(steps, losses, linewidth=1, alpha=0.5, label="train loss (per step)")
     if len(losses) >= 10:
@@ -44,4 +44,3 @@ def save_loss_curve(
     ax.legend()
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)

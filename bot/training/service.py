@@ -14,21 +14,22 @@ import logging
 import math
 import os
 import shutil
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from bot import messages as M
 from bot.config import Settings
+from bot.device import Device, Priority
 from bot.domain import ChannelRef, ModelVersionInfo
-from bot.engine.worker import DeviceWorker, Priority
 from bot.errors import UserError
 from bot.generation.bases import ADAPTER_CONFIG
 from bot.generation.loading import load_directory, load_tokenizer
 from bot.generation.ngram import Mixture
-from bot.generation.resolver import ModelResolver
+from bot.generation.resolver import ModelResolver, stale_scratch_dirs
 from bot.generation.spec import ModelSpec
 from bot.ports import ChannelStore, MessageStore, ModelRegistry
 from bot.training.dataset import DatasetInfo, DatasetOptions, build_dataset, read_eval_texts
@@ -47,22 +48,44 @@ ProgressFn = Callable[[StepResult, int], None]
 
 @dataclass(frozen=True)
 class TrainOptions:
+    """One run's choices: its base, whether it may resume, and the TrainConfig fields
+    it changes (by name; finetune.py's TrainConfig is the one definition of what a run
+    can be told, with its defaults). A job's payload is this, flattened."""
+
     base: str | None = None  # base model spec; None: TSUZUKI_BASE_MODEL
-    method: Method | None = None  # None: lora for pretrained bases, full for scratch
-    # The run ends at whichever limit comes first. The defaults train for a time budget
-    # (what a CPU affords a channel in a quarter of an hour), stop early on a channel
-    # too small to need it, and keep the step that did best on validation messages.
-    max_steps: int = 1_000_000
-    max_minutes: float | None = None  # None: TSUZUKI_TRAIN_MAX_MINUTES
-    max_epochs: float | None = 60.0
-    learning_rate: float | None = None
-    batch_size: int = 8
-    grad_accum: int = 1
-    block_size: int = 128
-    seed: int = 0
-    bf16: bool | None = None  # None: when the hardware supports it
-    checkpoint_every: int = 25  # steps between checkpoints
     resume: bool = True  # continue an interrupted run of the same settings
+    changes: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.changes) - _CONFIG_FIELDS
+        if unknown:
+            raise ValueError(f"not a training setting: {', '.join(sorted(unknown))}")
+
+    @classmethod
+    def of(cls, base: str | None = None, resume: bool = True, **changes: Any) -> TrainOptions:
+        return cls(base, resume, changes)
+
+    def but(self, **changes: Any) -> TrainOptions:
+        """These options with some settings changed."""
+        return replace(self, changes={**self.changes, **changes})
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> TrainOptions:
+        """A job's payload: `base`, `resume` and TrainConfig fields; anything else
+        (a backfill's cursor, a field of an older version) is ignored."""
+        changes = {k: v for k, v in payload.items() if k in _CONFIG_FIELDS and v is not None}
+        return cls(payload.get("base"), bool(payload.get("resume", True)), changes)
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"base": self.base, "resume": self.resume, **self.changes}
+
+
+_CONFIG_FIELDS = {f.name for f in fields(TrainConfig)}
+
+
+class DataForgotten(UserError):
+    """A member's messages were forgotten (opt-out) while this run read or trained on
+    them: the version it made is void, and the run starts over on the data as it is."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +108,7 @@ class TrainingService:
         messages: MessageStore,
         registry: ModelRegistry,
         resolver: ModelResolver,
-        worker: DeviceWorker,
+        worker: Device,
     ) -> None:
         self.settings = settings
         self.channels = channels
@@ -108,7 +131,13 @@ class TrainingService:
             raise UserError(M.t("training_busy", channel=ref))
         self._running.add(ref)
         try:
-            return await self._train(ref, options, progress)
+            try:
+                return await self._train(ref, options, progress)
+            except DataForgotten:
+                # Once more, on the data as it is now (and from the base, if the
+                # version it started from was trained on the forgotten messages).
+                log.info("%s: messages were forgotten during the run; starting over", ref)
+                return await self._train(ref, options, progress)
         finally:
             self._running.discard(ref)
 
@@ -116,24 +145,31 @@ class TrainingService:
         self, ref: ChannelRef, options: TrainOptions, progress: ProgressFn | None
     ) -> TrainOutcome:
         base = ModelSpec.parse(options.base or self.settings.base_model)
-        method: Method = options.method or ("full" if base.kind == "scratch" else "lora")
-        config = TrainConfig(
-            method=method,
-            max_steps=options.max_steps,
-            max_minutes=options.max_minutes or self.settings.train_max_minutes,
-            max_epochs=options.max_epochs,
-            learning_rate=options.learning_rate,
-            batch_size=options.batch_size,
-            grad_accum=options.grad_accum,
-            block_size=options.block_size,
-            seed=options.seed,
-            checkpoint_every=options.checkpoint_every,
-            bf16=bf16_supported() if options.bf16 is None else options.bf16,
+        method: Method = options.changes.get("method") or (
+            "full" if base.kind == "scratch" else "lora"
         )
+        # The run's settings: TrainConfig's defaults, what this machine and the
+        # settings decide, then what the run asked for.
+        config = replace(
+            TrainConfig(
+                method=method,
+                max_minutes=self.settings.train_max_minutes,
+                bf16=bf16_supported(),
+            ),
+            **{k: v for k, v in options.changes.items() if k != "method"},
+        )
+        # Read before anything else the run uses (its start, its data): a member's
+        # messages forgotten after this point void the run (see registry.add).
+        forget_epoch = await self.registry.forget_epoch(ref)
         start = await self._start_source(ref, base, method)
         channel_dir = self.settings.models_dir / ref.slug
         run_dir = channel_dir / RUN_DIR
-        run_key = {"base": str(base), "start": start, "config": asdict(config)}
+        run_key = {
+            "base": str(base),
+            "start": start,
+            "config": asdict(config),
+            "forget_epoch": forget_epoch,
+        }
         if not (options.resume and _same_run(run_dir, run_key)):
             shutil.rmtree(run_dir, ignore_errors=True)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -146,7 +182,7 @@ class TrainingService:
         markov = await self._markov(run_dir, eval_texts)
 
         # 2. Where we start: the model before training, on the held-out messages.
-        start_eval = await self.worker.run(_evaluate_dir, start, eval_texts, options.block_size)
+        start_eval = await self.worker.run(_evaluate_dir, start, eval_texts, config.block_size)
 
         # 3. Fine-tune, one step per device-worker job, so requests queued meanwhile run
         #    between steps rather than after the whole run.
@@ -159,7 +195,7 @@ class TrainingService:
             result = await self.worker.run(trainer.work, priority=Priority.TRAINING)
             if result is None:
                 continue
-            self.worker.metrics.train_step.observe(result.seconds)
+            self.worker.record_training_step(result.seconds)
             if progress is not None:
                 progress(result, config.max_steps)
         # 4. The best weights the validation messages saw, the channel's n-gram mixed
@@ -196,13 +232,17 @@ class TrainingService:
         await self._write_version(
             trainer, final_dir, info, dataset, (result_eval, start_eval, markov), base_ref, mixture
         )
-        await self.registry.add(info)
+        if not await self.registry.add(info, forget_epoch=forget_epoch):
+            shutil.rmtree(final_dir, ignore_errors=True)
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise DataForgotten(M.t("training_forgotten", channel=ref))
 
         # 6. Promotion: no worse than the active version on today's held-out messages.
         promoted, reason = await self._promote(
-            ref, info, result_eval, (start, start_eval), eval_texts, options.block_size
+            ref, info, result_eval, (start, start_eval), eval_texts, config.block_size
         )
         await self._prune(ref)
+        await self.delete_forgotten()
         shutil.rmtree(run_dir, ignore_errors=True)
         seconds = max(trainer.state.seconds, 1e-9)
         return TrainOutcome(
@@ -221,7 +261,9 @@ class TrainingService:
     async def _start_source(self, ref: ChannelRef, base: ModelSpec, method: Method) -> str:
         """The directory training starts from: the active version when it grew from the
         same base by the same method (so nightly runs build on last night's), else the
-        base itself, resolved like every base (ModelResolver.base_dir)."""
+        base itself, resolved like every base (ModelResolver.base_dir). A version trained
+        on messages a member had forgotten is never active (SqlUserStore.set_opted_out
+        marks it forgotten), so what was forgotten never comes back through the weights."""
         active = await self.registry.active(ref)
         if active and active.base_model == str(base) and active.method == method:
             return active.path
@@ -322,13 +364,18 @@ class TrainingService:
             "created_at": info.created_at.isoformat(),
         }
         (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2), encoding="utf-8")
-        save_loss_curve(
-            trainer.state.losses,
-            tmp / "loss.png",
-            eval_loss=result_eval.loss,
-            start_eval_loss=start_eval.loss,
-            valid=trainer.state.valid_losses,
-            best_step=trainer.state.best_step,
+        # Rendering takes about half a second: off the event loop, which must keep
+        # answering the platforms meanwhile.
+        await asyncio.to_thread(
+            partial(
+                save_loss_curve,
+                trainer.state.losses,
+                tmp / "loss.png",
+                eval_loss=result_eval.loss,
+                start_eval_loss=start_eval.loss,
+                valid=trainer.state.valid_losses,
+                best_step=trainer.state.best_step,
+            )
         )
         shutil.rmtree(final_dir, ignore_errors=True)  # a leftover of a crashed registration
         os.replace(tmp, final_dir)
@@ -360,8 +407,21 @@ class TrainingService:
                 )
                 await self.registry.set_note(ref, info.version, reason)
                 return False, reason
-        await self.registry.activate(ref, info.version, actor="training")
+        if await self.registry.activate(ref, info.version, actor="training") is None:
+            # A member opted out since the version was registered: it is withdrawn.
+            return False, M.t("training_forgotten", channel=ref)
         return True, ""
+
+    async def delete_forgotten(self) -> None:
+        """Deletes the files of every version trained on messages that were forgotten
+        since (a member opted out). Their rows stay, marked, so no one can serve,
+        activate, roll back to or train from them, and their numbers are not reused."""
+        for path in await self.registry.forgotten_paths():
+            await asyncio.to_thread(shutil.rmtree, path, True)
+        # And the scratch bases whose tokenizers learnt from the forgotten messages.
+        for ref, epoch in await self.registry.forget_epochs():
+            for stale in stale_scratch_dirs(self.settings.models_dir / ref.slug, epoch):
+                await asyncio.to_thread(shutil.rmtree, stale, True)
 
     async def _prune(self, ref: ChannelRef) -> None:
         """Deletes the oldest versions beyond the configured count, never the active
@@ -395,7 +455,7 @@ def _trained_block_size(version: Path) -> int:
         metadata = json.loads((version / "metadata.json").read_text(encoding="utf-8"))
         return int(metadata["config"]["block_size"])
     except (OSError, ValueError, KeyError):
-        return TrainOptions.block_size
+        return TrainConfig.block_size
 
 
 def _finite(value: float) -> float | None:

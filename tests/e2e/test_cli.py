@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -15,18 +14,6 @@ from tests.exports import write_jsonl
 
 TSUZUKI = str(Path(sys.executable).parent / "tsuzuki")
 PROMPT = "織田信長は、"
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("TSUZUKI_")}
-    return {
-        **clean,
-        "TSUZUKI_BASE_MODEL": "scratch:tiny",
-        "TSUZUKI_DATA_DIR": str(tmp_path / "data"),
-        "TSUZUKI_TORCH_THREADS": "1",
-        "HF_HUB_OFFLINE": "1",
-    }
 
 
 def tsuzuki(

@@ -13,16 +13,21 @@ from typing import Any
 
 import pytest
 
-from adapters.discord_adapter import DiscordAdapter
-from bot.app import App, running_app
+from bot.app import App
 from bot.config import Settings
 from bot.domain import ChannelRef, GenerationRequest, GenerationResult
+from bot.jobs import JobResult
 from bot.logs import configure_logging
+from tests.e2e.serving import DISCORD_TOKEN, serving, with_discord
+from tests.e2e.serving import until as until_true
 from tests.fakes.discord_server import FakeDiscord
+
+# No test's time limits include the one-off import of the ML libraries.
+pytestmark = pytest.mark.usefixtures("ml_libraries")
 
 GUILD, CHANNEL, ADMIN, MEMBER = "111", "222", "1001", "1002"
 REF = ChannelRef("discord", GUILD, CHANNEL)
-TOKEN = "test-token-abcdefghijklmnop"
+TOKEN = DISCORD_TOKEN
 
 
 class ScriptedGenerator:
@@ -38,24 +43,12 @@ class ScriptedGenerator:
         return GenerationResult((text,), "scripted", 0, 1, self.delay)
 
 
-async def connected(app: App, fake: FakeDiscord) -> AsyncIterator[DiscordAdapter]:
-    adapter = DiscordAdapter(app.core, TOKEN, sync_guild=int(GUILD))
-    task = asyncio.create_task(adapter.run())
-    try:
-        await asyncio.wait_for(adapter.ready.wait(), 15)
-        yield adapter
-    finally:
-        await adapter.close()
-        await asyncio.gather(task, return_exceptions=True)
-
-
 @pytest.fixture
 async def bot(
     local_settings: Settings, fake_discord: FakeDiscord
 ) -> AsyncIterator[tuple[App, FakeDiscord]]:
-    async with running_app(local_settings) as app:
-        async for _ in connected(app, fake_discord):
-            yield app, fake_discord
+    async with serving(with_discord(local_settings, fake_discord)) as app:
+        yield app, fake_discord
 
 
 async def test_continue_is_deferred_at_once_and_answered_with_the_prompt(
@@ -76,31 +69,32 @@ async def test_continue_is_deferred_at_once_and_answered_with_the_prompt(
 async def test_a_slow_generation_still_gets_its_defer_in_time(
     local_settings: Settings, fake_discord: FakeDiscord
 ) -> None:
-    async with running_app(local_settings, generator=ScriptedGenerator(" …", delay=3.0)) as app:
-        async for _ in connected(app, fake_discord):
-            payload = await fake_discord.slash_command(CHANNEL, MEMBER, "continue", {"prompt": "x"})
-            record = fake_discord.interaction(payload["token"])
-            followup = await fake_discord.wait_for_request(
-                method="POST", path=f"/webhooks/{fake_discord.app_id}/", timeout=20
-            )
-            assert record.callback_at is not None
-            assert record.callback_at - record.dispatched_at < 1.0
-            assert followup.time - record.dispatched_at >= 3.0
-            assert followup.json["content"] == "x …"
+    settings = with_discord(local_settings, fake_discord)
+    async with serving(settings, generator=ScriptedGenerator(" …", delay=3.0)):
+        payload = await fake_discord.slash_command(CHANNEL, MEMBER, "continue", {"prompt": "x"})
+        record = fake_discord.interaction(payload["token"])
+        followup = await fake_discord.wait_for_request(
+            method="POST", path=f"/webhooks/{fake_discord.app_id}/", timeout=20
+        )
+        assert record.callback_at is not None
+        assert record.callback_at - record.dispatched_at < 1.0
+        assert followup.time - record.dispatched_at >= 3.0
+        assert followup.json["content"] == "x …"
 
 
 async def test_generated_pings_never_ping(
     local_settings: Settings, fake_discord: FakeDiscord
 ) -> None:
     pings = " @everyone <@1> <@&2> @here"
-    async with running_app(local_settings, generator=ScriptedGenerator(pings)) as app:
-        async for _ in connected(app, fake_discord):
-            await fake_discord.slash_command(CHANNEL, MEMBER, "continue", {"prompt": "hi"})
-            sent = await fake_discord.wait_for_request(method="POST", path="/webhooks/")
-            await fake_discord.send_message(CHANNEL, MEMBER, "say something", mentions_bot=True)
-            reply = await fake_discord.wait_for_request(
-                method="POST", path=f"/channels/{CHANNEL}/messages"
-            )
+    async with serving(
+        with_discord(local_settings, fake_discord), generator=ScriptedGenerator(pings)
+    ):
+        await fake_discord.slash_command(CHANNEL, MEMBER, "continue", {"prompt": "hi"})
+        sent = await fake_discord.wait_for_request(method="POST", path="/webhooks/")
+        await fake_discord.send_message(CHANNEL, MEMBER, "say something", mentions_bot=True)
+        reply = await fake_discord.wait_for_request(
+            method="POST", path=f"/channels/{CHANNEL}/messages"
+        )
     for body in (sent.json, reply.json):
         assert body["allowed_mentions"]["parse"] == []
         for ping in ("@everyone", "<@1>", "<@&2>", "@here"):
@@ -112,13 +106,20 @@ async def test_a_mention_gets_a_reply_and_messages_are_history(
     bot: tuple[App, FakeDiscord],
 ) -> None:
     app, fake = bot
-    await fake.send_message(CHANNEL, ADMIN, "今日はラーメンの日", message_id="5001")
-    await fake.send_message(CHANNEL, MEMBER, "what next?", mentions_bot=True, message_id="5002")
+    # discord.py handles each event in a task of its own, so the two messages may be
+    # stored in either order: their snowflakes' times (a second apart) order them.
+    now = datetime.now(UTC)
+    await fake.send_message(
+        CHANNEL, ADMIN, "今日はラーメンの日", timestamp=now - timedelta(seconds=2)
+    )
+    mention = await fake.send_message(
+        CHANNEL, MEMBER, "what next?", mentions_bot=True, timestamp=now - timedelta(seconds=1)
+    )
     reply = await fake.wait_for_request(method="POST", path=f"/channels/{CHANNEL}/messages")
-    assert str(reply.json["message_reference"]["message_id"]) == "5002"
+    assert str(reply.json["message_reference"]["message_id"]) == mention["id"]
     assert reply.json["content"]
-    texts = [m.text for m in await app.messages.recent(REF, 10)]
-    assert texts == ["今日はラーメンの日", "what next?"]  # the bot's own reply is not stored
+    # The bot's own reply is not stored.
+    await until(lambda: _texts(app), ["今日はラーメンの日", "what next?"])
 
 
 async def test_edits_and_deletes_reach_the_database(bot: tuple[App, FakeDiscord]) -> None:
@@ -149,6 +150,21 @@ async def test_a_member_cannot_change_settings(bot: tuple[App, FakeDiscord]) -> 
     await until(lambda: _temperature(app), 2.0)
 
 
+async def test_no_rights_in_the_channel_is_not_admin_whatever_the_guild_grants(
+    bot: tuple[App, FakeDiscord],
+) -> None:
+    """The interaction's permissions are the user's in this channel. None at all (an
+    overwrite took everything) is still the answer, not a reason to look at the guild's
+    (a falsy empty Permissions once let the admin role through)."""
+    app, fake = bot
+    await fake.slash_command(
+        CHANNEL, ADMIN, "settings set", {"key": "temperature", "value": "2"}, permissions=0
+    )
+    answer = await fake.wait_for_request(method="POST", path="/webhooks/")
+    assert "Only channel admins" in answer.json["content"]
+    assert (await app.commands.effective_settings(REF)).temperature == 0.9
+
+
 async def test_a_429_is_honoured(bot: tuple[App, FakeDiscord]) -> None:
     fake = bot[1]
     fake.rate_limit_next(f"POST /channels/{CHANNEL}/messages", retry_after=0.5)
@@ -170,12 +186,11 @@ async def test_tokens_never_reach_the_logs(
     log_file = tmp_path / "bot.log"
     configure_logging("DEBUG", log_file, [TOKEN])
     try:
-        async with running_app(local_settings) as app:
-            async for _ in connected(app, fake_discord):
-                payload = await fake_discord.slash_command(
-                    CHANNEL, MEMBER, "continue", {"prompt": "hi"}
-                )
-                await fake_discord.wait_for_request(method="POST", path="/webhooks/")
+        async with serving(with_discord(local_settings, fake_discord)):
+            payload = await fake_discord.slash_command(
+                CHANNEL, MEMBER, "continue", {"prompt": "hi"}
+            )
+            await fake_discord.wait_for_request(method="POST", path="/webhooks/")
     finally:
         for handler in logging.getLogger().handlers:
             handler.flush()
@@ -184,6 +199,10 @@ async def test_tokens_never_reach_the_logs(
     assert "discord.http" in text  # discord.py's debug logging was captured
     assert TOKEN not in text
     assert payload["token"] not in text
+
+
+async def _texts(app: App) -> list[str]:
+    return [m.text for m in await app.messages.recent(REF, 10)]
 
 
 async def _text(app: App) -> str:
@@ -214,18 +233,30 @@ async def test_turning_training_on_backfills_the_history(
         )
     fake_discord.add_history(CHANNEL, fake_discord.bot_id, "the bot's own old line")
     fake_discord.rate_limit_next(f"GET /channels/{CHANNEL}/messages", retry_after=0.3)
-    async with running_app(local_settings) as app:
-        async for adapter in connected(app, fake_discord):
-            app.runner.history["discord"] = adapter.fetch_history
-            await fake_discord.slash_command(CHANNEL, ADMIN, "training on")
-            answer = await fake_discord.wait_for_request(method="POST", path="/webhooks/")
-            assert "Training is now on" in answer.json["content"]
-            results = await app.runner.run_pending()
-            assert [(r.job.kind, r.status) for r in results] == [("backfill", "succeeded")]
-            assert await app.messages.count(REF) == 230  # people's messages, not the bot's
-            (job,) = await app.jobs.recent()
-            assert job.payload["fetched"] == 231 and job.progress == 1.0
-            oldest = (await app.messages.recent(REF, 300))[0]
-            assert oldest.text == "old message 0"
+    async with serving(with_discord(local_settings, fake_discord)) as app:
+        finished: list[JobResult] = []
+        app.runner.listeners.append(finished.append)
+        await fake_discord.slash_command(CHANNEL, ADMIN, "training on")
+        answer = await fake_discord.wait_for_request(method="POST", path="/webhooks/")
+        assert "Training is now on" in answer.json["content"]
+        # The serving job runner reads the history in the background.
+        await until_true(lambda: bool(finished), within=30)
+        assert [(r.job.kind, r.status) for r in finished] == [("backfill", "succeeded")]
+        assert await app.messages.count(REF) == 230  # people's messages, not the bot's
+        (job,) = await app.jobs.recent()
+        assert job.payload["fetched"] == 231 and job.progress == 1.0
+        oldest = (await app.messages.recent(REF, 300))[0]
+        assert oldest.text == "old message 0"
     pages = [r for r in fake_discord.requests if r.matches("GET", f"/channels/{CHANNEL}/messages")]
     assert pages[0].status == 429 and pages[1].time - pages[0].time >= 0.25
+
+
+async def test_an_edited_mention_is_stored_without_the_bots_mention(
+    bot: tuple[App, FakeDiscord],
+) -> None:
+    app, fake = bot
+    sent = await fake.send_message(CHANNEL, MEMBER, "what next?", mentions_bot=True)
+    await fake.wait_for_request(method="POST", path=f"/channels/{CHANNEL}/messages")
+    await until(lambda: _text(app), "what next?")
+    await fake.edit_message(CHANNEL, sent["id"], f"<@{fake.bot_id}> what next, edited?")
+    await until(lambda: _text(app), "what next, edited?")

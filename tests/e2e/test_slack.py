@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,13 +12,16 @@ from typing import Any
 
 import aiohttp
 import pytest
+from pydantic import SecretStr
 
-from adapters.slack_adapter import SlackAdapter
-from bot.app import App, running_app
+from bot.app import App
 from bot.config import Settings
 from bot.domain import ChannelRef
-from bot.importing.service import import_history
+from bot.importing.importer import import_history
+from bot.jobs import JobResult
+from tests.e2e.serving import SLACK_SECRET, serving, until, with_slack
 from tests.e2e.test_discord import ScriptedGenerator
+from tests.exports import slack_notices_and_files
 from tests.fakes.slack_server import (
     FakeSlack,
     event_body,
@@ -27,23 +29,20 @@ from tests.fakes.slack_server import (
     slash_command_body,
 )
 
-SECRET = "signing-secret-for-tests"
+# No test's time limits include the one-off import of the ML libraries.
+pytestmark = pytest.mark.usefixtures("ml_libraries")
+
+SECRET = SLACK_SECRET
 TEAM, CHANNEL, ADMIN, MEMBER = "T0001", "C0001", "UADMIN", "UMEMBER"
 REF = ChannelRef("slack", TEAM, CHANNEL)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class HttpSlack:
     """The bot in HTTP mode, and a way to send it signed requests as Slack does."""
 
-    def __init__(self, app: App, fake: FakeSlack, adapter: SlackAdapter) -> None:
-        self.app, self.fake, self.adapter = app, fake, adapter
-        self.url = f"http://127.0.0.1:{adapter.http_port}/slack/events"
+    def __init__(self, app: App, fake: FakeSlack) -> None:
+        self.app, self.fake = app, fake
+        self.url = f"http://127.0.0.1:{app.settings.slack_http_port}/slack/events"
 
     async def post(self, body: bytes, *, secret: str = SECRET, **headers: Any) -> tuple[int, float]:
         started = time.monotonic()
@@ -68,22 +67,10 @@ class HttpSlack:
         return status
 
 
-async def http_bot(app: App, fake: FakeSlack) -> AsyncIterator[HttpSlack]:
-    adapter = SlackAdapter(
-        app.core, "xoxb-test", signing_secret=SECRET, http_port=free_port(), api_url=fake.api_url
-    )
-    await adapter.start()
-    try:
-        yield HttpSlack(app, fake, adapter)
-    finally:
-        await adapter.close()
-
-
 @pytest.fixture
 async def slack(local_settings: Settings, fake_slack: FakeSlack) -> AsyncIterator[HttpSlack]:
-    async with running_app(local_settings) as app:
-        async for bot in http_bot(app, fake_slack):
-            yield bot
+    async with serving(with_slack(local_settings, fake_slack)) as app:
+        yield HttpSlack(app, fake_slack)
 
 
 async def test_continue_is_acked_at_once_and_answered_with_the_prompt(slack: HttpSlack) -> None:
@@ -123,12 +110,12 @@ async def test_generated_channel_pings_arrive_escaped(
     local_settings: Settings, fake_slack: FakeSlack
 ) -> None:
     generator = ScriptedGenerator(" <!channel> <@UADMIN> <https://x.example|click>")
-    async with running_app(local_settings, generator=generator) as app:
-        async for bot in http_bot(app, fake_slack):
-            await bot.event(fake_slack.app_mention_event("say it"), "EvPing")
-            call = await fake_slack.wait_for_call("chat.postMessage", timeout=20)
-            name = await bot.command("hi")
-            answer = await fake_slack.wait_for_response(name, timeout=20)
+    async with serving(with_slack(local_settings, fake_slack), generator=generator) as app:
+        bot = HttpSlack(app, fake_slack)
+        await bot.event(fake_slack.app_mention_event("say it"), "EvPing")
+        call = await fake_slack.wait_for_call("chat.postMessage", timeout=20)
+        name = await bot.command("hi")
+        answer = await fake_slack.wait_for_response(name, timeout=20)
     for text in (call.params["text"], answer.json["text"]):
         assert "<" not in text and ">" not in text
         assert "&lt;!channel&gt;" in text
@@ -184,6 +171,51 @@ async def test_edits_and_deletes_reach_the_database(slack: HttpSlack) -> None:
     assert [(m.external_id, m.text) for m in rows] == [("1700000010.000100", "message 0, edited")]
 
 
+async def test_slacks_own_text_is_never_stored_but_members_comments_on_files_are(
+    slack: HttpSlack,
+) -> None:
+    events = [
+        {**record, "channel": CHANNEL, "team": TEAM}
+        for record in slack_notices_and_files(ADMIN, MEMBER, start=1700000200)
+    ]
+    for i, event in enumerate(events):
+        assert await slack.event(event, f"EvSlackText{i}") == 200
+    wanted = [
+        (MEMBER, "議事録です"),
+        (ADMIN, "ありがとう"),
+        (ADMIN, "ここです"),
+        (MEMBER, "手を振る"),
+    ]
+    # Bolt runs listeners after answering Slack; Slack's notices were sent first.
+    await _until_rows(slack, wanted)
+
+    # The member edits their comment on an old-style upload: Slack's text around it again.
+    upload = next(e for e in events if "initial_comment" in e.get("file", {}))
+    edited = {
+        "type": "message",
+        "subtype": "message_changed",
+        "channel": CHANNEL,
+        "ts": "1700000300.000100",
+        "message": {
+            **upload,
+            "text": upload["text"].replace("議事録です", "議事録です(修正)"),
+            "file": {**upload["file"], "initial_comment": {"comment": "議事録です(修正)"}},
+            "edited": {"user": MEMBER, "ts": "1700000300.000000"},
+        },
+    }
+    assert await slack.event(edited, "EvSlackTextEdit") == 200
+    await _until_rows(slack, [(MEMBER, "議事録です(修正)"), *wanted[1:]])
+
+
+async def _until_rows(slack: HttpSlack, wanted: list[tuple[str, str]]) -> None:
+    for _ in range(200):
+        rows = [(m.author.id, m.text) for m in await slack.app.messages.recent(REF, 50)]
+        if rows == wanted:
+            return
+        await asyncio.sleep(0.05)
+    assert rows == wanted
+
+
 async def test_a_429_is_waited_out(slack: HttpSlack) -> None:
     slack.fake.rate_limit_next("chat.postMessage", retry_after=1)
     await slack.event(slack.fake.app_mention_event("are you there?"), "EvLimited")
@@ -194,24 +226,23 @@ async def test_a_429_is_waited_out(slack: HttpSlack) -> None:
 
 
 async def test_socket_mode(local_settings: Settings, fake_slack: FakeSlack) -> None:
-    async with running_app(local_settings) as app:
-        adapter = SlackAdapter(
-            app.core, "xoxb-test", app_token="xapp-test", api_url=fake_slack.api_url
+    socket_mode = with_slack(
+        local_settings,
+        fake_slack,
+        slack_app_token=SecretStr("xapp-test"),
+        slack_signing_secret=None,
+    )
+    async with serving(socket_mode):
+        await fake_slack.wait_for_socket_connection()
+        envelope = await fake_slack.socket_send_slash_command(
+            "/continue", "織田信長は、", user_id=MEMBER, channel_id=CHANNEL
         )
-        await adapter.start()
-        try:
-            await fake_slack.wait_for_socket_connection()
-            envelope = await fake_slack.socket_send_slash_command(
-                "/continue", "織田信長は、", user_id=MEMBER, channel_id=CHANNEL
-            )
-            await fake_slack.wait_for_ack(envelope)
-            answer = await fake_slack.wait_for_response(envelope, timeout=20)
-            assert answer.json["text"].startswith("織田信長は、")
-            await fake_slack.socket_send_event(fake_slack.app_mention_event("and you?"))
-            call = await fake_slack.wait_for_call("chat.postMessage", timeout=20)
-            assert call.params["channel"] == CHANNEL
-        finally:
-            await adapter.close()
+        await fake_slack.wait_for_ack(envelope)
+        answer = await fake_slack.wait_for_response(envelope, timeout=20)
+        assert answer.json["text"].startswith("織田信長は、")
+        await fake_slack.socket_send_event(fake_slack.app_mention_event("and you?"))
+        call = await fake_slack.wait_for_call("chat.postMessage", timeout=20)
+        assert call.params["channel"] == CHANNEL
     record = fake_slack.ack_for(envelope)
     assert record is not None and record.latency is not None
     assert record.latency < 1.0  # acknowledged before the work
@@ -259,11 +290,13 @@ async def test_turning_training_on_backfills_the_history(slack: HttpSlack) -> No
         )
     fake.add_history(CHANNEL, MEMBER, "joined", ts="1600000500.000100", subtype="channel_join")
     fake.rate_limit_next("conversations.history", retry_after=1)
-    slack.app.runner.history["slack"] = slack.adapter.fetch_history
+    finished: list[JobResult] = []
+    slack.app.runner.listeners.append(finished.append)
     name = await slack.command("training on", user=ADMIN, command="/tsuzuki")
     assert "Training is now on" in (await fake.wait_for_response(name, timeout=20)).json["text"]
-    results = await slack.app.runner.run_pending()
-    assert [(r.job.kind, r.status) for r in results] == [("backfill", "succeeded")]
+    # The serving job runner reads the history in the background.
+    await until(lambda: bool(finished), within=30)
+    assert [(r.job.kind, r.status) for r in finished] == [("backfill", "succeeded")]
     rows = await slack.app.messages.recent(REF, 500)
     assert len(rows) == 150 and rows[0].text == "old 0"  # the join is not chat history
     assert [c.status for c in fake.calls_to("conversations.history")][:2] == [429, 200]

@@ -423,7 +423,9 @@ class FakeDiscord:
         guild = self.guilds[self.default_guild_id]
         return str(guild["channels"][0]["id"])
 
-    async def start(self) -> None:
+    async def start(self, port: int = 0) -> None:
+        """Listens on `port` (0: any free one): a test can bring Discord up on the port
+        a bot has been failing to reach."""
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
         app.router.add_get("/gateway/", self._gateway)
@@ -432,7 +434,7 @@ class FakeDiscord:
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", port))
         self.port = int(sock.getsockname()[1])
         site = web.SockSite(self._runner, sock)
         await site.start()

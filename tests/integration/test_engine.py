@@ -11,11 +11,11 @@ import pytest
 
 from bot.app import App, running_app
 from bot.config import Settings
+from bot.device import Priority
 from bot.domain import ChannelRef, GenerationRequest
-from bot.engine.worker import DeviceWorker, Priority
+from bot.engine.generator import LocalGenerator
+from bot.engine.worker import DeviceWorker
 from bot.errors import BusyError
-from bot.generation.generator import LocalGenerator
-from bot.training.service import TrainOptions
 from tests.integration.test_training import QUICK, corpus, ready_channel
 
 A = ChannelRef.parse("console:a")
@@ -74,9 +74,7 @@ async def test_lora_channels_share_one_base_in_one_batch(
     async with running_app(settings) as app:
         for ref in (A, B):
             await ready_channel(app, ref=ref)
-            assert (
-                await app.training.train(ref, TrainOptions(**{**QUICK.__dict__, "max_steps": 5}))
-            ).promoted
+            assert (await app.training.train(ref, QUICK.but(max_steps=5))).promoted
         plain = ChannelRef.parse("console:untrained")  # the base alone, no adapter
         requests = [request(app, ref, "豊臣秀吉は", seed=7) for ref in (A, B, plain)]
         alone, together = await alone_then_together(app, requests)
@@ -171,7 +169,7 @@ async def test_generation_during_training_finishes_first_and_the_loop_keeps_tick
     training = asyncio.create_task(
         local_app.training.train(
             A,
-            TrainOptions(**{**QUICK.__dict__, "max_steps": 150, "block_size": 128}),
+            QUICK.but(max_steps=150, block_size=128),
             progress=lambda step, total: under_way.set() if step.step >= 5 else None,
         )
     )

@@ -224,7 +224,7 @@ def test_a_hub_id_with_no_network_fails_fast_with_advice(monkeypatch: pytest.Mon
 async def test_the_hub_error_reaches_the_user_as_a_clear_reply(local_settings: Settings) -> None:
     hub = local_settings.model_copy(update={"base_model": "rinna/japanese-gpt2-xsmall"})
     async with running_app(hub) as app:
-        reply = await app.core.on_text_command(ADMIN, "/continue 織田信長は、")
+        reply = await app.core.on_command(ADMIN, "/continue 織田信長は、")
     assert reply.is_error
     assert "not reachable" in reply.texts[0]
 

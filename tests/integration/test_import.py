@@ -9,7 +9,7 @@ import pytest
 
 from bot.domain import ChannelRef
 from bot.errors import UserError
-from bot.importing.service import import_history
+from bot.importing.importer import import_history
 from storage.db import Database
 from storage.repositories import SqlChannelStore, SqlMessageStore
 from tests.exports import (
@@ -114,3 +114,52 @@ async def test_a_corrupt_zip_stores_nothing(db: Database, tmp_path: Path) -> Non
     with pytest.raises(UserError, match=r"broken\.zip"):
         await import_history(store, broken)
     assert await store.count(ChannelRef("slack", "T123", "C01")) == 0
+
+
+async def test_an_opted_out_member_is_never_stored_again_nor_quoted_in_a_reply(
+    db: Database, tmp_path: Path
+) -> None:
+    """Opting out forgets a member's messages; re-importing the same file must not bring
+    them back, and a mention reply's context must never show them."""
+    from storage.repositories import SqlUserStore
+
+    store = SqlMessageStore(db)
+    path = write_jsonl(tmp_path / "h.jsonl", jsonl_records(30))
+    await import_history(store, path, channel=CONSOLE)
+    forgotten = await SqlUserStore(db).set_opted_out("console", "local", "user1", True, actor="t")
+    assert forgotten == 10
+
+    again = await import_history(store, path, channel=CONSOLE)
+    assert again.imported == 0
+    assert again.skipped["written by members who opted out"] == 10
+    recent = await store.recent(CONSOLE, 100)
+    assert len(recent) == 20
+    assert {m.author.id for m in recent} == {"user0", "user2"}
+
+
+async def test_a_zip_bomb_is_refused_before_it_is_unpacked(db: Database, tmp_path: Path) -> None:
+    """A small zip that unpacks to far more than the cap is refused by its directory's
+    sizes, before any member is read into memory; nothing is stored."""
+    import zipfile
+
+    store = SqlMessageStore(db)
+    folder = slack_folder(tmp_path / "export")
+    bomb = zip_folder(folder, tmp_path / "bomb.zip")
+    with zipfile.ZipFile(bomb, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("general/2023-11-30.json", b"[" + b" " * (64 * 2**20) + b"]")
+    assert bomb.stat().st_size < 2**20
+    with pytest.raises(UserError) as excinfo:
+        await import_history(store, bomb, max_bytes=16 * 2**20)
+    assert "bomb.zip" in excinfo.value.reason and "unpacked" in excinfo.value.reason
+    assert "Nothing was imported" in excinfo.value.reason
+    assert await store.count(ChannelRef("slack", "T123", "C01")) == 0
+    # Under the cap, the same export imports.
+    assert (await import_history(store, bomb, max_bytes=128 * 2**20)).imported > 0
+
+
+async def test_a_file_larger_than_the_cap_is_refused(db: Database, tmp_path: Path) -> None:
+    store = SqlMessageStore(db)
+    path = write_jsonl(tmp_path / "big.jsonl", jsonl_records(2000))
+    with pytest.raises(UserError, match=r"big\.jsonl is too large"):
+        await import_history(store, path, channel=CONSOLE, max_bytes=10_000)
+    assert await store.count(CONSOLE) == 0

@@ -34,7 +34,7 @@ from tests.integration.test_training import add_history, corpus
 
 REF = ChannelRef.parse("console:club")
 ADMIN = CommandContext(REF, Author("admin", "Admin", is_admin=True))
-QUICK = TrainOptions(max_steps=6, batch_size=4, block_size=32, learning_rate=3e-3)
+QUICK = TrainOptions.of(max_steps=6, batch_size=4, block_size=32, learning_rate=3e-3)
 # Messages with line breaks and capitals, mixed into the channel's history.
 MULTILINE = [
     "今日の部活:\n・ラーメン\n・おにぎり",
@@ -157,11 +157,11 @@ async def test_a_cached_hub_base_trains_serves_restarts_retrains_and_rolls_back(
         metadata = json.loads((v2 / "metadata.json").read_text(encoding="utf-8"))
         assert metadata["start"] == str(v1)
         if not done.outcome.promoted:  # no better on the new messages: an admin insists
-            await app.core.on_text_command(ADMIN, "/models activate 2")
+            await app.core.on_command(ADMIN, "/models activate 2")
         assert (await generate(app)).model == "v2"
 
         # 5. Roll back.
-        reply = await app.core.on_text_command(ADMIN, "/models rollback")
+        reply = await app.core.on_command(ADMIN, "/models rollback")
         assert not reply.is_error and "v1" in reply.texts[0]
         assert (await generate(app)).model == "v1"
     assert network_attempts == []
@@ -184,7 +184,7 @@ async def test_an_uncached_hub_id_fails_within_seconds_with_advice(
         started = time.perf_counter()
         with pytest.raises(UserError) as excinfo:
             await app.training.train(REF, QUICK)
-        reply = await app.core.on_text_command(ADMIN, "/continue 織田信長は")
+        reply = await app.core.on_command(ADMIN, "/continue 織田信長は")
         elapsed = time.perf_counter() - started
     assert elapsed < 8
     for text in (excinfo.value.reason, reply.texts[0]):

@@ -23,7 +23,7 @@ REF = ChannelRef.parse("console:club")
 ADMIN = CommandContext(REF, Author("admin", "Admin", is_admin=True))
 MEMBER = CommandContext(REF, Author("member", "Member"))
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-QUICK = TrainOptions(max_steps=30, batch_size=8, block_size=64, learning_rate=3e-3)
+QUICK = TrainOptions.of(max_steps=30, batch_size=8, block_size=64, learning_rate=3e-3)
 
 SUBJECTS = ["織田信長は", "豊臣秀吉は", "徳川家康は", "the cat", "our club"]
 VERBS = [
@@ -113,7 +113,7 @@ async def test_a_killed_run_resumes_from_its_checkpoint(
     local_app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await ready_channel(local_app)
-    options = TrainOptions(**{**QUICK.__dict__, "checkpoint_every": 10})
+    options = QUICK.but(checkpoint_every=10)
     real_work = FineTune.work
 
     def dying_work(self: FineTune):  # type: ignore[no-untyped-def]
@@ -141,23 +141,21 @@ async def test_a_worse_version_is_not_promoted_and_rollback_works(
     # A learning rate this high wrecks the network. (Its n-gram would rescue it on this
     # toy grammar, so the mixture is held to the network alone.)
     monkeypatch.setattr("bot.training.mixture.best_weight", lambda *_: 1.0)
-    bad = await local_app.training.train(
-        REF, TrainOptions(**{**QUICK.__dict__, "learning_rate": 5.0, "max_steps": 10})
-    )
+    bad = await local_app.training.train(REF, QUICK.but(learning_rate=5.0, max_steps=10))
     assert not bad.promoted
     assert bad.version.eval_bits_per_char is None or (
         bad.version.eval_bits_per_char > (good.version.eval_bits_per_char or 0)
     )
     assert "worse than active v1" in bad.reason
     assert (await local_app.registry.active(REF)).version == 1  # type: ignore[union-attr]
-    listed = (await local_app.core.on_text_command(ADMIN, "/models")).texts[0]
+    listed = (await local_app.core.on_command(ADMIN, "/models")).texts[0]
     assert "v2 candidate" in listed and "worse" in listed
     # A member may look but not choose.
-    assert (await local_app.core.on_text_command(MEMBER, "/models activate 2")).is_error
+    assert (await local_app.core.on_command(MEMBER, "/models activate 2")).is_error
     # An admin may still choose v2, and roll back.
-    await local_app.core.on_text_command(ADMIN, "/models activate v2")
+    await local_app.core.on_command(ADMIN, "/models activate v2")
     assert (await local_app.registry.active(REF)).version == 2  # type: ignore[union-attr]
-    reply = await local_app.core.on_text_command(ADMIN, "/models rollback")
+    reply = await local_app.core.on_command(ADMIN, "/models rollback")
     assert "v1" in reply.texts[0]
     assert (await local_app.registry.active(REF)).version == 1  # type: ignore[union-attr]
 
@@ -222,12 +220,12 @@ async def test_an_interrupted_job_is_resumed_on_start(
     with pytest.raises(KeyboardInterrupt):
         await local_app.runner.run_pending()
     (row,) = await local_app.jobs.recent()
-    assert (row.id, row.status) == (job.id, "running")  # the process "died" mid-job
+    # Interrupted mid-job (Ctrl-C): the job went back to the queue, ownerless.
+    assert (row.id, row.status, row.owner) == (job.id, "queued", None)
 
-    # The next start: interrupted jobs are queued again and resume from the checkpoint.
+    # The next run resumes it from the checkpoint.
     monkeypatch.setattr(FineTune, "work", real_work)
     steps: list[int] = []
-    assert await local_app.jobs.requeue_interrupted() == 1
     await local_app.runner.run_pending(progress=lambda job: lambda r, total: steps.append(r.step))
     assert steps[0] == 21  # continued after the checkpoint at step 20
     (row,) = await local_app.jobs.recent()
@@ -247,9 +245,7 @@ async def test_old_versions_beyond_the_kept_count_are_deleted(
         await ready_channel(app)
         paths = []
         for seed in range(3):
-            outcome = await app.training.train(
-                REF, TrainOptions(**{**QUICK.__dict__, "seed": seed, "max_steps": 5})
-            )
+            outcome = await app.training.train(REF, QUICK.but(seed=seed, max_steps=5))
             paths.append(Path(outcome.version.path))
         versions = await app.registry.versions(REF)
         assert len(versions) == 2

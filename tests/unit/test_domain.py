@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from bot.commands import split_overrides
 from bot.domain import SETTING_SPECS, ChannelRef, SamplingSettings
 from bot.errors import UserError
+from bot.text_commands import split_overrides
 
 
 @pytest.mark.parametrize(
@@ -30,6 +30,11 @@ from bot.errors import UserError
         ("seed", "-1"),
         ("seed", "abc"),
         ("no_repeat_ngram_size", ""),
+        # Python's float() reads digit separators and words; a user means neither.
+        ("temperature", "0_5"),
+        ("top_k", "4_0"),
+        ("temperature", "infinity"),
+        ("temperature", "0x1"),
     ],
 )
 def test_bad_values_are_refused_with_the_setting_and_its_range(key: str, raw: str) -> None:
@@ -52,6 +57,25 @@ def test_good_values_are_converted_to_their_type() -> None:
     assert SETTING_SPECS["temperature"].coerce(" 0.7 ") == 0.7
     assert SETTING_SPECS["seed"].coerce("none") is None
     assert SETTING_SPECS["temperature"].coerce("0") == 0.0
+    # Full-width digits, as a Japanese keyboard types them.
+    assert SETTING_SPECS["temperature"].coerce("０．５") == 0.5
+    assert SETTING_SPECS["temperature"].coerce("1e-1") == 0.1
+
+
+def test_minus_zero_is_stored_and_shown_as_zero() -> None:
+    value = SETTING_SPECS["temperature"].coerce("-0")
+    assert value == 0 and math.copysign(1.0, value) == 1.0
+    assert str(value) == "0.0"
+    assert str(SETTING_SPECS["seed"].coerce("-0")) == "0"
+
+
+def test_a_huge_refused_value_is_not_echoed_back_whole() -> None:
+    raw = "9" * 100_000
+    with pytest.raises(UserError) as excinfo:
+        SETTING_SPECS["top_k"].coerce(raw)
+    reason = excinfo.value.reason
+    assert len(reason) < 400
+    assert "top_k" in reason and "100,000 characters" in reason
 
 
 def test_precedence_request_over_channel_over_default() -> None:

@@ -23,6 +23,7 @@ from tests.exports import (
     discord_export,
     discord_message,
     slack_folder,
+    slack_notices_and_files,
     write_jsonl,
     zip_folder,
 )
@@ -341,6 +342,41 @@ def test_slack_folder_export(tmp_path: Path) -> None:
     assert by_id["1700000009.999999"].channel == ChannelRef("slack", "T123", "C02")
     assert by_id["1700172800.500000"].channel == ChannelRef("slack", "T123", "G01")
     assert all(m.created_at.tzinfo == UTC for m in batch.messages)
+
+
+def test_slack_notices_and_slacks_file_text_are_skipped_members_comments_kept(
+    tmp_path: Path,
+) -> None:
+    root = slack_folder(tmp_path / "export")
+    day = slack_notices_and_files("U1", "U2", start=1700200000)
+    (root / "random" / "2023-11-17.json").write_text(json.dumps(day), encoding="utf-8")
+    batch = parse_file(root)
+
+    day_ids = {r["ts"] for r in day}
+    kept = [
+        (m.author.id, m.author.name, m.text) for m in batch.messages if m.external_id in day_ids
+    ]
+    assert kept == [
+        ("U2", "Ken Ito", "議事録です"),
+        ("U1", "はな", "ありがとう"),
+        ("U1", "はな", "ここです"),
+        ("U2", "Ken Ito", "手を振る"),
+    ]
+    assert not any("uploaded a file" in m.text or "<@" in m.text for m in batch.messages)
+    # The folder's own day holds two joins, a bot post and an empty message.
+    assert batch.skipped == {
+        "subtype channel_join": 3,
+        "subtype channel_leave": 1,
+        "subtype channel_name": 1,
+        "subtype channel_topic": 1,
+        "subtype channel_purpose": 1,
+        "subtype pinned_item": 1,
+        "subtype bot_add": 1,
+        "subtype file_mention": 1,
+        "subtype bot_message": 1,
+        "bot author": 2,
+        "empty text": 3,  # an old-style upload without a comment, a bare new-style one
+    }
 
 
 def test_slack_zip_and_folder_give_the_same_batch(tmp_path: Path) -> None:

@@ -36,3 +36,40 @@ def test_secrets_never_reach_the_log_file_even_in_tracebacks(tmp_path: Path) -> 
     assert "SecretPart987" not in text
     assert "private words" not in text  # payload dumps stay out even at DEBUG
     assert text.count("[redacted]") >= 4
+
+
+async def test_message_text_and_authors_stay_out_of_the_log_at_the_default_level(
+    tmp_path: Path,
+) -> None:
+    """SQLAlchemy logs each statement with its parameters at INFO: at the default level
+    the log file would hold every stored message and its author."""
+    from datetime import UTC, datetime
+
+    from bot.domain import Author, ChannelRef, ChatMessage
+    from storage.db import open_database
+    from storage.repositories import SqlMessageStore
+
+    log_file = tmp_path / "t.log"
+    configure_logging("INFO", log_file, [])
+    db = await open_database(f"sqlite+aiosqlite:///{tmp_path}/t.db")
+    try:
+        ref = ChannelRef("console", "local", "general")
+        await SqlMessageStore(db).add(
+            ChatMessage(
+                channel=ref,
+                external_id="1",
+                author=Author(id="u1", name="Hanako Private"),
+                text="my private diary entry",
+                created_at=datetime.now(UTC),
+            )
+        )
+        assert [m.text for m in await SqlMessageStore(db).recent(ref, 5)] == [
+            "my private diary entry"
+        ]
+    finally:
+        await db.dispose()
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    text = log_file.read_text(encoding="utf-8")
+    assert "my private diary entry" not in text
+    assert "Hanako Private" not in text

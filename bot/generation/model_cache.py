@@ -3,7 +3,7 @@ memory (least recently used out first).
 
 A channel trained with LoRA costs a few MB of adapter, not another full model: its
 requests run on the shared base with the channel's adapter applied per row
-(bot/engine/lora.py). Touched only on the device thread, so it needs no lock.
+(bot/generation/lora.py). Touched only on the device thread, so it needs no lock.
 """
 
 from __future__ import annotations
@@ -12,13 +12,15 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.engine.lora import BASE_SLOT, AdapterSet
-from bot.engine.quantize import quantize_int8
+from bot.generation.batching import BASE_SLOT
 from bot.generation.loading import LoadedModel, load_directory
 from bot.generation.ngram import Mixture
 from bot.generation.resolver import ModelSource
+
+if TYPE_CHECKING:
+    from bot.generation.lora import AdapterSet
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,8 @@ class ModelCache:
         # parameters, so they cannot be counted after quantizing).
         nbytes = model_bytes(loaded.model)
         if quantize and loaded.model.device.type == "cpu":
+            from bot.generation.quantize import quantize_int8
+
             loaded.model = quantize_int8(loaded.model)
         serving = ServingModel(loaded, nbytes)
         self._models[key] = serving
@@ -93,6 +97,8 @@ class ModelCache:
 
     def _adapter(self, serving: ServingModel, path: str) -> int:
         if serving.lora is None:
+            from bot.generation.lora import AdapterSet  # torch: only once needed
+
             serving.lora = AdapterSet(serving.loaded.model, self.max_adapters)
         slot = serving.lora.slot(path)
         serving.nbytes = model_bytes(serving.loaded.model)

@@ -15,12 +15,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bot.domain import SamplingSettings
-from bot.engine.lora import BASE_SLOT, AdapterSet
 from bot.generation.ngram import Mixture
 from bot.generation.sampling import pick_next
 
 if TYPE_CHECKING:
     import torch
+
+    from bot.generation.lora import AdapterSet
+
+
+# The adapter slot of a row with no adapter: the base model itself (slot 0 of every
+# AdapterSet holds zeros). Here, not in lora.py, so that a row can be described
+# without importing torch.
+BASE_SLOT = 0
 
 
 @dataclass

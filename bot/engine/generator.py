@@ -12,13 +12,15 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+from bot.device import Priority
 from bot.domain import GenerationRequest, GenerationResult
-from bot.engine.batching import Row, decode_rows
-from bot.engine.models import ModelCache, ServingModel
-from bot.engine.worker import BatchOutcome, DeviceWorker, Priority
+from bot.engine.worker import BatchOutcome, DeviceWorker
 from bot.errors import UserError
+from bot.generation.batching import Row, decode_rows
 from bot.generation.cleaning import clean, decode_new_text
+from bot.generation.model_cache import ModelCache, ServingModel
 from bot.generation.ngram import Mixture
 from bot.generation.prompt import PreparedPrompt, continue_prompt, reply_prompt
 from bot.generation.resolver import ModelResolver, ModelSource
@@ -53,6 +55,20 @@ class LocalGenerator:
         seed = request.settings.seed
         if seed is None:
             seed = secrets.randbelow(2**32)
+        try:
+            return await self._generate(source, request, seed)
+        except Exception:
+            if _on_disk(source):
+                raise
+            # Its model was withdrawn while the request waited (a member opted out: the
+            # files that learnt from their messages are deleted): once more, with the
+            # model that answers now.
+            source = await self.resolver.resolve(request.channel)
+            return await self._generate(source, request, seed)
+
+    async def _generate(
+        self, source: ModelSource, request: GenerationRequest, seed: int
+    ) -> GenerationResult:
         item = _Item(source, request, seed, time.perf_counter())
         result: GenerationResult = await self.worker.submit(
             item, self._generate_batch, Priority.INTERACTIVE
@@ -168,3 +184,7 @@ class LocalGenerator:
                 )
             )
         return results
+
+
+def _on_disk(source: ModelSource) -> bool:
+    return Path(source.location).is_dir() and (source.base is None or Path(source.base).is_dir())

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.domain import ChannelRef
-from bot.importing.formats import parse_file
+from bot.importing.formats import DEFAULT_MAX_BYTES, parse_file
 from bot.ports import ImportCounts, MessageStore
 
 
@@ -29,9 +29,17 @@ class ImportReport:
 
 
 async def import_history(
-    messages: MessageStore, path: Path, fmt: str | None = None, channel: ChannelRef | None = None
+    messages: MessageStore,
+    path: Path,
+    fmt: str | None = None,
+    channel: ChannelRef | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> ImportReport:
     # Parsing is CPU work: keep it off the event loop.
-    batch = await asyncio.to_thread(parse_file, path, fmt, channel)
+    batch = await asyncio.to_thread(parse_file, path, fmt, channel, max_bytes)
     counts = await messages.add_batch(batch)
-    return ImportReport(path, counts, batch.skipped)
+    skipped = Counter(batch.skipped)
+    refused = sum(c.opted_out for c in counts.values())
+    if refused:
+        skipped["written by members who opted out"] += refused
+    return ImportReport(path, counts, skipped)

@@ -19,8 +19,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-BASE_SLOT = 0
-
 
 class LoRABank:
     """Which adapter each row of the current forward pass uses (shared by all layers)."""

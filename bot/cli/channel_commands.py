@@ -1,0 +1,206 @@
+"""A channel's commands at the terminal: import, continue, settings, models, consent, eval.
+
+Each builds a command value (bot/command_values.py) and runs it through the core, as a
+platform would; the operator at the terminal is an admin."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bot import messages as M
+from bot.cli.shared import cli, err, execute, operator, out, print_reply, usage
+from bot.command_values import (
+    ActivateModel,
+    Command,
+    Continue,
+    ListModels,
+    ResetSetting,
+    RollbackModel,
+    SetSetting,
+    SetTraining,
+    ShowSettings,
+)
+from bot.commands import quality_fields
+from bot.config import Settings
+from bot.domain import SETTING_SPECS, ChannelRef
+
+
+@cli.command("import")
+def import_(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="A .jsonl, .txt, DiscordChatExporter .json, or a "
+            "Slack export (.zip or its folder)."
+        ),
+    ],
+    channel: Annotated[
+        str | None,
+        typer.Option(
+            help="Channel for formats that do not name one (jsonl, text), e.g. console:general."
+        ),
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="jsonl | text | discord | slack (default: from the file)."),
+    ] = None,
+) -> None:
+    """Import existing history. Re-importing the same file adds nothing."""
+    from bot.app import running_app
+    from bot.importing.importer import import_history
+
+    async def work(settings: Settings) -> None:
+        ref = ChannelRef.parse(channel) if channel else None
+        async with running_app(settings) as app:
+            with err.status(f"Importing {path}…"):
+                report = await import_history(
+                    app.messages, path, fmt, ref, settings.import_max_mb * 2**20
+                )
+        out.print(
+            M.t(
+                "import_done",
+                path=path,
+                imported=report.imported,
+                duplicates=report.duplicates,
+                skipped=sum(report.skipped.values()),
+            ),
+            markup=False,
+        )
+        for ref_, counts in sorted(report.per_channel.items()):
+            out.print(
+                f"  {ref_}: imported {counts.imported}, duplicates {counts.duplicates}",
+                markup=False,
+            )
+        for why, n in report.skipped.most_common():
+            out.print(f"  skipped {n}: {why}", markup=False)
+
+    execute(work)
+
+
+def _setting_option(name: str) -> str:
+    spec = SETTING_SPECS[name]
+    return f"{spec.help} ({spec.describe_range()})"
+
+
+@cli.command("continue")
+def continue_(
+    channel: Annotated[str, typer.Argument(help="e.g. console:general")],
+    prompt: Annotated[str, typer.Argument(help="The start of the text to continue.")],
+    temperature: Annotated[str | None, typer.Option(help=_setting_option("temperature"))] = None,
+    top_k: Annotated[str | None, typer.Option(help=_setting_option("top_k"))] = None,
+    top_p: Annotated[str | None, typer.Option(help=_setting_option("top_p"))] = None,
+    max_new_tokens: Annotated[
+        str | None, typer.Option(help=_setting_option("max_new_tokens"))
+    ] = None,
+    repetition_penalty: Annotated[
+        str | None, typer.Option(help=_setting_option("repetition_penalty"))
+    ] = None,
+    no_repeat_ngram_size: Annotated[
+        str | None, typer.Option(help=_setting_option("no_repeat_ngram_size"))
+    ] = None,
+    n: Annotated[
+        str | None,
+        typer.Option("-n", "--num-return-sequences", help=_setting_option("num_return_sequences")),
+    ] = None,
+    seed: Annotated[str | None, typer.Option(help=_setting_option("seed"))] = None,
+) -> None:
+    """Continue PROMPT in CHANNEL's voice (the output starts with the prompt)."""
+
+    given = {
+        "temperature": temperature,
+        "top_k": top_k,
+        "top_p": top_p,
+        "max_new_tokens": max_new_tokens,
+        "repetition_penalty": repetition_penalty,
+        "no_repeat_ngram_size": no_repeat_ngram_size,
+        "num_return_sequences": n,
+        "seed": seed,
+    }
+    overrides = {k: v for k, v in given.items() if v is not None}
+    _run(channel, Continue(prompt, overrides))
+
+
+@cli.command()
+def settings(
+    channel: Annotated[str, typer.Argument(help="e.g. console:general")],
+    action: Annotated[str, typer.Argument(help="show | set | reset")] = "show",
+    key: Annotated[str | None, typer.Argument(help="Setting name, for set and reset.")] = None,
+    value: Annotated[str | None, typer.Argument(help="New value, for set.")] = None,
+) -> None:
+    """Show or change a channel's sampling settings (changes go to the audit log)."""
+    match (action, key, value):
+        case ("show", None, None):
+            command: Command = ShowSettings()
+        case ("set", str(), str()):
+            command = SetSetting(key, value)
+        case ("reset", str(), None):
+            command = ResetSetting(key)
+        case _:
+            usage(M.t("settings_usage"))
+
+    _run(channel, command)
+
+
+@cli.command()
+def models(
+    channel: Annotated[str, typer.Argument(help="e.g. console:general")],
+    action: Annotated[str, typer.Argument(help="list | activate | rollback")] = "list",
+    version: Annotated[str | None, typer.Argument(help="Version, for activate.")] = None,
+) -> None:
+    """List a channel's model versions, activate one, or roll back to the previous."""
+    match (action, version):
+        case ("list", None):
+            command: Command = ListModels()
+        case ("activate", str()):
+            command = ActivateModel(version)
+        case ("rollback", None):
+            command = RollbackModel()
+        case _:
+            usage(M.t("models_usage"))
+
+    _run(channel, command)
+
+
+@cli.command()
+def channels(
+    channel: Annotated[str, typer.Argument(help="e.g. console:general")],
+    setting: Annotated[str, typer.Argument(help="training")],
+    value: Annotated[str, typer.Argument(help="on | off")],
+) -> None:
+    """Turn training on or off for a channel (consent; audited)."""
+    if setting != "training" or value not in ("on", "off"):
+        usage("usage: tsuzuki channels CHANNEL training on|off")
+    _run(channel, SetTraining(value == "on"))
+
+
+@cli.command("eval")
+def eval_(
+    channel: Annotated[str, typer.Argument(help="e.g. console:general")],
+) -> None:
+    """The active version's held-out bits per character next to the channel's Markov
+    chain, measured now on the channel's newest messages (no training)."""
+    from bot.app import running_app
+
+    async def work(settings: Settings) -> None:
+        ref = ChannelRef.parse(channel)
+        async with running_app(settings) as app:
+            with err.status(f"evaluating {ref}…"):
+                v = await app.training.evaluate_active(ref)
+        out.print(M.t("quality_line", **quality_fields(v)), markup=False)
+
+    execute(work)
+
+
+def _run(channel: str, command: Command) -> None:
+    """Runs one command value in CHANNEL through the core, as the operator, and prints
+    the reply (an error reply exits non-zero)."""
+    from bot.app import running_app
+
+    async def work(settings: Settings) -> None:
+        ref = ChannelRef.parse(channel)
+        async with running_app(settings) as app:
+            reply = await app.core.on_command(operator(ref), command)
+        print_reply(reply)
+
+    execute(work)

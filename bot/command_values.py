@@ -1,0 +1,90 @@
+"""What a user asked for, as values: every adapter and the CLI turn a platform event or
+an argument list into one of these, and the core runs it (`Core.on_command`).
+
+A value carries the user's input as the platform gave it (a setting's value as typed, a
+Discord option as its number): checking it is the command's job, so every platform
+refuses the same input the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Continue:
+    """Continue `prompt` in the channel's voice, with per-request setting overrides."""
+
+    prompt: str
+    overrides: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ShowSettings:
+    pass
+
+
+@dataclass(frozen=True)
+class SetSetting:
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class ResetSetting:
+    key: str
+
+
+@dataclass(frozen=True)
+class ListModels:
+    pass
+
+
+@dataclass(frozen=True)
+class ActivateModel:
+    version: str  # "3" or "v3"
+
+
+@dataclass(frozen=True)
+class RollbackModel:
+    pass
+
+
+@dataclass(frozen=True)
+class SetTraining:
+    """An admin's consent for the channel's history to be trained on."""
+
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class QueueTraining:
+    pass
+
+
+@dataclass(frozen=True)
+class SetOptOut:
+    """A member's own consent: opting out forgets their messages in the workspace."""
+
+    out: bool
+
+
+@dataclass(frozen=True)
+class Help:
+    pass
+
+
+Command = (
+    Continue
+    | ShowSettings
+    | SetSetting
+    | ResetSetting
+    | ListModels
+    | ActivateModel
+    | RollbackModel
+    | SetTraining
+    | QueueTraining
+    | SetOptOut
+    | Help
+)
