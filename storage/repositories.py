@@ -894,13 +894,7 @@ class SqlJobStore:
             await session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status == "running", self._mine())
-                .values(
-                    status="queued",
-                    owner_host=None,
-                    owner_pid=None,
-                    heartbeat_at=None,
-                    updated_at=datetime.now(UTC),
-                )
+                .values(**_requeued())
             )
 
     async def set_progress(self, job_id: int, progress: float) -> None:
@@ -991,13 +985,7 @@ class SqlJobStore:
                     Job.owner_pid.is_not_distinct_from(owner_pid),
                     Job.heartbeat_at.is_not_distinct_from(job.heartbeat_at),
                 )
-                .values(
-                    status="queued",
-                    owner_host=None,
-                    owner_pid=None,
-                    heartbeat_at=None,
-                    updated_at=datetime.now(UTC),
-                )
+                .values(**_requeued())
             )
             return bool(res.rowcount == 1)  # type: ignore[attr-defined]
 
@@ -1047,3 +1035,14 @@ class SqlJobStore:
             ),
             heartbeat_at=as_utc(job.heartbeat_at) if job.heartbeat_at else None,
         )
+
+
+def _requeued() -> dict[str, Any]:
+    """A job row's values once it is back in the queue, owned by nobody."""
+    return {
+        "status": "queued",
+        "owner_host": None,
+        "owner_pid": None,
+        "heartbeat_at": None,
+        "updated_at": datetime.now(UTC),
+    }

@@ -4,6 +4,8 @@ TSUZUKI_TEST_POSTGRES_URL is set), and a built app on a scratch model."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -125,3 +127,14 @@ def local_settings(tmp_path: Path) -> Settings:
 async def local_app(local_settings: Settings) -> AsyncIterator[App]:
     async with running_app(local_settings) as application:
         yield application
+
+
+@pytest.fixture
+def live_pid() -> Iterator[int]:
+    """The id of another process of this host that is running."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,6 +35,7 @@ from bot.config import Settings
 from bot.domain import Author, ChannelRef, ChatMessage, GenerationRequest, GenerationResult
 from bot.ports import ImportBatch, JobInfo, TextGenerator
 from tests.conftest import PG_URL
+from tests.e2e.serving import free_port, until
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.slack_server import FakeSlack, event_body, signed_headers, slash_command_body
 from tests.soak import (
@@ -83,19 +83,6 @@ class HostileGenerator:
 
 def channel_ref(platform: str, channel: str) -> ChannelRef:
     return ChannelRef.parse(f"{platform}:{GUILD if platform == 'discord' else TEAM}/{channel}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def until(check: Callable[[], bool], within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 def soak_discord() -> FakeDiscord:

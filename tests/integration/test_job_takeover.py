@@ -7,9 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import subprocess
-import sys
-from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
@@ -22,6 +19,7 @@ from bot.domain import ChannelRef, ChatMessage
 from bot.ports import JobInfo, JobOwner
 from storage.models import Job
 from storage.repositories import SqlJobStore
+from tests.integration.test_job_owners import dead_pid
 
 REF = ChannelRef.parse("console:general")
 HOST = socket.gethostname()
@@ -31,22 +29,6 @@ BUSY = M.t("training_busy", channel=REF)
 @pytest.fixture(autouse=True)
 def _fast_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bot.jobs, "HEARTBEAT_EVERY_S", 0.05)
-
-
-@pytest.fixture
-def live_pid() -> Iterator[int]:
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-    try:
-        yield proc.pid
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-def dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
 
 
 async def job_row(app: App, job_id: int) -> JobInfo:
