@@ -9,6 +9,7 @@ stdout, errors to stderr.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import getpass
 import re
 import sys
@@ -17,7 +18,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import TextIO
 
-from adapters.render import render_console
+from adapters.render import partial_console, render_console
 from bot import messages as M
 from bot.commands import CommandContext
 from bot.core import Core
@@ -82,8 +83,10 @@ class ConsoleAdapter:
         if not line.strip():
             return
         reply: Reply | None
+        live = _LiveLine(self.stdout)
         if line.startswith("/"):
-            reply = await self.core.on_command(self.ctx, line)
+            # Only a /continue for one text streams; other commands ignore `stream`.
+            reply = await self.core.on_command(dataclasses.replace(self.ctx, stream=live), line)
         else:
             mention = _MENTION.match(line)
             text = line[mention.end() :] if mention else line
@@ -94,8 +97,10 @@ class ConsoleAdapter:
                 text=text,
                 created_at=datetime.now(UTC),
             )
-            reply = await self.core.on_message(message, mentions_bot=mention is not None)
-        if reply is not None:
+            reply = await self.core.on_message(
+                message, mentions_bot=mention is not None, stream=live
+            )
+        if reply is not None and not live.finish(reply):
             await self.send(self.channel, reply)
 
     async def send(self, channel: ChannelRef, reply: Reply) -> None:
@@ -115,3 +120,35 @@ class ConsoleAdapter:
         out = out or self.stdout
         out.write(text + "\n")
         out.flush()
+
+
+class _LiveLine:
+    """Prints a generation as it is written: each time the text grows, what it adds.
+    A terminal cannot take back what it printed, so a text that does not extend what
+    is on the line (the engine's cleaning changed its end) waits for the complete one."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.printed = ""
+
+    def __call__(self, text: str) -> None:
+        shown = partial_console(text)
+        if len(shown) > len(self.printed) and shown.startswith(self.printed):
+            self.out.write(shown[len(self.printed) :])
+            self.out.flush()
+            self.printed = shown
+
+    def finish(self, reply: Reply) -> bool:
+        """Completes the line with the reply; False when the reply must be printed in
+        full (nothing was printed, or the reply is not the printed text's end)."""
+        if not self.printed:
+            return False
+        one = len(reply.texts) == 1 and not reply.is_error
+        final = render_console(reply.texts[0])[0] if one else ""
+        if not final.startswith(self.printed):
+            self.out.write("\n")  # ends the partial line; the reply follows in full
+            self.out.flush()
+            return False
+        self.out.write(final[len(self.printed) :] + "\n")
+        self.out.flush()
+        return True

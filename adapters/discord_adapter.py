@@ -5,13 +5,21 @@ the core, and the core's Replies into Discord messages. Every send carries
 `AllowedMentions.none()` and text already neutralised by render.py, so generated text
 never pings. Interactions are deferred before any work starts (Discord wants an answer
 within 3 seconds; generation may take longer) and completed with a followup.
+
+Generated text is shown as it is written (adapters/streaming.py): a /continue edits its
+deferred answer, a reply to a mention is posted with the first words and edited as the
+text grows, at most once a second per message (Discord's limit on edits is per channel,
+about five in five seconds, and discord.py waits out a 429 by itself), and always ends
+with the complete text. A reply that comes too fast to stream is posted as before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +27,8 @@ import discord
 import yarl
 from discord import app_commands
 
-from adapters.render import render_discord
+from adapters.render import partial_discord, render_discord
+from adapters.streaming import LiveMessage
 from bot import messages as M
 from bot.command_values import (
     ActivateModel,
@@ -44,6 +53,9 @@ NO_PINGS = discord.AllowedMentions.none()
 # An interaction token lives 15 minutes; finish (or say it took too long) before that.
 INTERACTION_BUDGET_S = 14 * 60
 ADMIN = discord.Permissions(manage_channels=True)
+# One edit a second per streamed message: a user sees the text grow, and two replies
+# streaming in one channel stay within its bucket of five edits in five seconds.
+EDIT_INTERVAL_S = 1.0
 
 
 def point_discord_py_at(api_url: str | None, gateway_url: str | None) -> None:
@@ -81,8 +93,10 @@ class DiscordAdapter:
         sync_guild: int | None = None,
         api_url: str | None = None,
         gateway_url: str | None = None,
+        edit_interval_s: float = EDIT_INTERVAL_S,
     ) -> None:
         self.core = core
+        self.edit_interval_s = edit_interval_s
         self._token = token
         self.sync_guild = sync_guild  # commands sync to this guild at once (development)
         point_discord_py_at(api_url, gateway_url)
@@ -171,17 +185,36 @@ class DiscordAdapter:
         if not mentioned:
             await self.core.on_message(chat)
             return
-        async with message.channel.typing():
-            reply = await self.core.on_message(chat, mentions_bot=True)
-        if reply is not None:
-            for text_ in reply.texts:
-                for piece in render_discord(text_):
-                    await message.reply(piece, allowed_mentions=NO_PINGS, mention_author=False)
+        answer: discord.Message | None = None
+
+        async def show(text: str) -> None:
+            nonlocal answer
+            if answer is None:
+                answer = await message.reply(text, allowed_mentions=NO_PINGS, mention_author=False)
+            else:
+                await answer.edit(content=text, allowed_mentions=NO_PINGS)
+
+        async with self._live(show, "discord: reply") as live:
+            async with message.channel.typing():
+                reply = await self.core.on_message(chat, mentions_bot=True, stream=live)
+            if reply is None:
+                return
+            pieces = [piece for text_ in reply.texts for piece in render_discord(text_)]
+            if await live.finish(pieces[0]):
+                pieces = pieces[1:]  # the streamed message shows the first
+        for piece in pieces:
+            await message.reply(piece, allowed_mentions=NO_PINGS, mention_author=False)
+
+    def _live(self, show: Callable[[str], Awaitable[None]], what: str) -> LiveMessage:
+        return LiveMessage(show, partial_discord, interval_s=self.edit_interval_s, what=what)
 
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         content = payload.data.get("content")
         if content is None:  # an embed or flag update, not an edit of the text
             return
+        me = self.client.user
+        if me is not None and str(payload.data.get("author", {}).get("id")) == str(me.id):
+            return  # the bot's own text (a streamed reply growing) is never history
         ref = channel_ref(payload.guild_id, payload.channel_id)
         edited = payload.data.get("edited_timestamp")
         at = datetime.fromisoformat(edited) if edited else datetime.now(UTC)
@@ -220,22 +253,34 @@ class DiscordAdapter:
         *,
         ephemeral: bool,
     ) -> None:
-        """Defer at once, run the command, then answer with followups."""
+        """Defer at once, run the command, then answer with followups; a generation
+        shows in the deferred answer as it is written."""
         await interaction.response.defer(ephemeral=ephemeral, thinking=True)
-        try:
-            reply = await asyncio.wait_for(
-                self.core.on_command(self._context(interaction), command), INTERACTION_BUDGET_S
-            )
-        except TimeoutError:
-            reply = Reply.error(M.t("too_slow"))
-        if reply.is_error and not ephemeral:
-            # The public "thinking…" message goes; the error is for the asker only.
-            await interaction.delete_original_response()
-        for text in reply.texts:
-            for piece in render_discord(text):
-                await interaction.followup.send(
-                    piece, ephemeral=ephemeral or reply.is_error, allowed_mentions=NO_PINGS
+
+        async def show(text: str) -> None:
+            await interaction.edit_original_response(content=text, allowed_mentions=NO_PINGS)
+
+        async with self._live(show, "discord: /continue") as live:
+            # Only a /continue for one text streams; other commands ignore `stream`.
+            ctx = dataclasses.replace(self._context(interaction), stream=live)
+            try:
+                reply = await asyncio.wait_for(
+                    self.core.on_command(ctx, command), INTERACTION_BUDGET_S
                 )
+            except TimeoutError:
+                reply = Reply.error(M.t("too_slow"))
+            pieces = [piece for text in reply.texts for piece in render_discord(text)]
+            if reply.is_error and not ephemeral:
+                # The public "thinking…" message (or the text it showed so far) goes;
+                # the error is for the asker only.
+                await live.stop()
+                await interaction.delete_original_response()
+            elif await live.finish(pieces[0]):
+                pieces = pieces[1:]  # the deferred answer shows the first
+        for piece in pieces:
+            await interaction.followup.send(
+                piece, ephemeral=ephemeral or reply.is_error, allowed_mentions=NO_PINGS
+            )
 
     def _register_commands(self) -> None:
         tree = self.tree

@@ -23,6 +23,20 @@ _DISCORD_MARKUP = re.compile(r"<(@[!&]?|#)(\d+)>")
 # Terminal control: ANSI escapes and other C0/C1 characters except tab and newline.
 _TERMINAL_CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
+# Tails of a growing text that more text could still turn into something rendered
+# differently: the start of a mass mention (`@`, `@ever`, `@HE`), an unclosed mention
+# markup (`<`, `<@`, `<@!12`, `<#3`), half an HTML entity (`&`, `&am`, `&#12`), half a
+# terminal escape (`\x1b`, `\x1b[3`) and the U+FFFD of a character whose bytes have
+# not all arrived. Each matches only at the very end, and only the few characters that
+# are still open: never a whole word (Japanese has no spaces to stop at).
+_OPEN_TAILS = (
+    re.compile(r"@(?:e(?:v(?:e(?:r(?:y(?:o(?:n)?)?)?)?)?)?|h(?:e(?:r)?)?)?\Z", re.IGNORECASE),
+    re.compile(r"<(?:(?:@[!&]?|#)\d*)?\Z"),
+    re.compile(r"&#?[0-9A-Za-z]{0,8}\Z"),
+    re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*)?\Z"),
+    re.compile(r"\ufffd+\Z"),
+)
+
 # Where a long message may be split, best first: paragraph, line, sentence end
 # (Japanese and Latin), clause, word.
 _BREAKS = ("\n\n", "\n", "。", "！", "？", ". ", "! ", "? ", "、", ", ", " ")
@@ -85,3 +99,33 @@ def render_slack(text: str) -> list[str]:
 
 def render_console(text: str) -> list[str]:
     return [strip_terminal_control(text)]
+
+
+def settled(text: str) -> str:
+    """The part of a text still being generated that is safe to show now: all of it but
+    a trailing piece that more text could still turn into a mention, markup, entity or
+    escape (see _OPEN_TAILS). Rendering the settled part of each partial text therefore
+    never shows a neutralisation half done, and what it shows is what the complete
+    text renders to, up to where the partial text ends."""
+    cut = len(text)
+    for tail in _OPEN_TAILS:
+        found = tail.search(text)
+        if found is not None:
+            cut = min(cut, found.start())
+    return text[:cut]
+
+
+# What a message shows of a text still being generated: the settled part, rendered,
+# as much as fits in the first message (the rest follows when the text is complete).
+
+
+def partial_discord(text: str) -> str:
+    return render_discord(settled(text))[0]
+
+
+def partial_slack(text: str) -> str:
+    return render_slack(settled(text))[0]
+
+
+def partial_console(text: str) -> str:
+    return render_console(settled(text))[0]

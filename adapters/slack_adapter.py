@@ -7,11 +7,20 @@ mentions. Text is escaped (render.py) so generated text can never form `<!channe
 `<@U…>` or a link. Slack retries deliveries it thinks were missed: a seen event id (or
 message ts) is answered once, while a first delivery that happens to carry a retry
 header is still handled.
+
+Generated text is shown as it is written (adapters/streaming.py): the first words are
+posted (chat.postMessage) and the message updated (chat.update) as the text grows, at
+most every 1.2 s per message and about 40 times a minute in all (chat.update is Tier 3,
+some 50 calls a minute per workspace), always ending with the complete text. A /continue
+is answered in the channel this way when the bot may post there; where it may not (a
+private channel or a conversation it is not in), and when the text comes too fast to
+stream, it is answered through the command's response_url as before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import time
@@ -25,7 +34,8 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.render import render_slack
+from adapters.render import partial_slack, render_slack
+from adapters.streaming import EditBudget, LiveMessage, describe
 from bot.commands import CommandContext
 from bot.core import Core
 from bot.domain import Author, ChannelRef, ChatMessage, Reply
@@ -35,6 +45,11 @@ log = logging.getLogger(__name__)
 
 SEEN_EVENTS = 5000  # event ids remembered for deduplicating Slack's retries
 ADMIN_CACHE_S = 300.0
+# Per streamed message, seconds between updates; and the budget all streams share:
+# Tier 3 allows about 50 chat.update calls a minute, 40 leave room for the final ones.
+UPDATE_INTERVAL_S = 1.2
+UPDATES_PER_MINUTE = 40
+UPDATE_BURST = 10
 
 
 def ts_time(ts: str) -> datetime:
@@ -54,8 +69,11 @@ class SlackAdapter:
         http_port: int = 3000,
         api_url: str | None = None,
         admin_ids: frozenset[str] = frozenset(),
+        update_interval_s: float = UPDATE_INTERVAL_S,
     ) -> None:
         self.core = core
+        self.update_interval_s = update_interval_s
+        self._updates = EditBudget(UPDATES_PER_MINUTE, UPDATE_BURST)
         self.app_token = app_token
         self.http_port = http_port
         self.admin_ids = admin_ids
@@ -166,16 +184,24 @@ class SlackAdapter:
             edited_at=ts_time(event["edited"]["ts"]) if event.get("edited") else None,
         )
 
-    async def _post(self, channel: str, reply: Reply, thread_ts: str | None) -> None:
-        for text in reply.texts:
-            for piece in render_slack(text):
-                await self.client.chat_postMessage(
-                    channel=channel,
-                    text=piece,
-                    thread_ts=thread_ts,
-                    unfurl_links=False,
-                    unfurl_media=False,
-                )
+    async def _post(self, channel: str, pieces: list[str], thread_ts: str | None) -> None:
+        for piece in pieces:
+            await self.client.chat_postMessage(
+                channel=channel,
+                text=piece,
+                thread_ts=thread_ts,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+
+    def _live(self, post: _StreamedPost, what: str) -> LiveMessage:
+        return LiveMessage(
+            post.show,
+            partial_slack,
+            interval_s=self.update_interval_s,
+            budget=self._updates,
+            what=what,
+        )
 
     # --- listeners -----------------------------------------------------------------------
 
@@ -188,6 +214,8 @@ class SlackAdapter:
             subtype = event.get("subtype")
             if subtype == "message_changed":
                 changed = event["message"]
+                if changed.get("bot_id") or changed.get("user") == self.bot_user_id:
+                    return  # a bot's text (ours growing as it streams) is never history
                 words = self._words(changed)
                 if words is None:
                     return  # Slack's own text changed: none of it is stored
@@ -210,9 +238,16 @@ class SlackAdapter:
             if not self._first_time(body.get("event_id") or event["ts"]):
                 return  # Slack delivered it again: answered already
             message = self._message(event, body.get("team_id"))
-            reply = await self.core.on_message(message, mentions_bot=True)
-            if reply is not None:
-                await self._post(event["channel"], reply, event.get("thread_ts"))
+            channel, thread_ts = event["channel"], event.get("thread_ts")
+            post = _StreamedPost(self.client, channel, thread_ts)
+            async with self._live(post, "slack: reply") as live:
+                reply = await self.core.on_message(message, mentions_bot=True, stream=live)
+                if reply is None:
+                    return
+                pieces = _pieces(reply)
+                if await live.finish(pieces[0]):
+                    pieces = pieces[1:]  # the streamed message shows the first
+            await self._post(channel, pieces, thread_ts)
 
         app.event("app_mention")(ack=ack_mention, lazy=[reply_to_mention])
 
@@ -221,7 +256,19 @@ class SlackAdapter:
 
         async def run_continue(body: dict[str, Any], respond: Any) -> None:
             ctx = await self._context(body)
-            reply = await self.core.on_command(ctx, body.get("text", ""), named="continue")
+            post = _StreamedPost(self.client, body["channel_id"], None)
+            async with self._live(post, "slack: /continue") as live:
+                reply = await self.core.on_command(
+                    dataclasses.replace(ctx, stream=live), body.get("text", ""), named="continue"
+                )
+                pieces = _pieces(reply)
+                if reply.ephemeral:
+                    # An error is for the asker only: the text shown so far goes.
+                    if await live.stop() is not None:
+                        await post.delete()
+                elif await live.finish(pieces[0]):
+                    await self._post(post.channel, pieces[1:], None)
+                    return
             await self._respond(respond, reply)
 
         async def run_tsuzuki(body: dict[str, Any], respond: Any) -> None:
@@ -243,9 +290,8 @@ class SlackAdapter:
     async def _respond(respond: Any, reply: Reply) -> None:
         # Generated text is for the channel; settings and errors for the asker only.
         kind = "ephemeral" if reply.ephemeral else "in_channel"
-        for text in reply.texts:
-            for piece in render_slack(text):
-                await respond(text=piece, response_type=kind)
+        for piece in _pieces(reply):
+            await respond(text=piece, response_type=kind)
 
     # --- history (backfill) ------------------------------------------------------------
 
@@ -264,3 +310,40 @@ class SlackAdapter:
             # Slack's own notices come back as a bot's (see _message): never stored.
             out.append(self._message({**raw, "channel": ref.channel}, ref.workspace))
         return out
+
+
+def _pieces(reply: Reply) -> list[str]:
+    return [piece for text in reply.texts for piece in render_slack(text)]
+
+
+class _StreamedPost:
+    """The message a streamed text is shown in: posted with the first text, updated
+    with each later one (LiveMessage never calls `show` twice at once)."""
+
+    def __init__(self, client: AsyncWebClient, channel: str, thread_ts: str | None) -> None:
+        self.client = client
+        self.channel = channel
+        self.thread_ts = thread_ts
+        self.ts: str | None = None
+
+    async def show(self, text: str) -> None:
+        if self.ts is None:
+            posted = await self.client.chat_postMessage(
+                channel=self.channel,
+                text=text,
+                thread_ts=self.thread_ts,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+            # Updates name the channel by id, which a post to a user id opens.
+            self.channel, self.ts = posted["channel"], posted["ts"]
+        else:
+            await self.client.chat_update(channel=self.channel, ts=self.ts, text=text)
+
+    async def delete(self) -> None:
+        if self.ts is None:
+            return
+        try:
+            await self.client.chat_delete(channel=self.channel, ts=self.ts)
+        except Exception as exc:
+            log.warning("slack: a streamed message could not be deleted (%s)", describe(exc))

@@ -158,6 +158,7 @@ def _discord(settings: Settings, core: Core) -> Platform:
         sync_guild=settings.discord_sync_guild,
         api_url=settings.discord_api_url,
         gateway_url=settings.discord_gateway_url,
+        edit_interval_s=settings.discord_edit_interval_s,
     )
 
 
@@ -177,6 +178,7 @@ def _slack(settings: Settings, core: Core) -> Platform:
         http_port=settings.slack_http_port,
         api_url=settings.slack_api_url,
         admin_ids=frozenset(i.strip() for i in settings.slack_admin_ids.split(",") if i.strip()),
+        update_interval_s=settings.slack_update_interval_s,
     )
 
 
@@ -199,7 +201,10 @@ async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
     )
     resolver = ModelResolver(base, settings.models_dir, registry, messages, worker)
     generator: TextGenerator = overrides.get("generator") or LocalGenerator(
-        resolver, worker, ModelCache(settings.model_cache_mb * 2**20, int8=settings.serve_int8)
+        resolver,
+        worker,
+        ModelCache(settings.model_cache_mb * 2**20, int8=settings.serve_int8),
+        stream_interval_s=settings.stream_interval_ms / 1000,
     )
     training = TrainingService(settings, channels, messages, registry, resolver, worker)
     runner = JobRunner(settings, jobs, training, channels, messages, registry, users)

@@ -42,6 +42,7 @@ from bot.ports import (
     MessageStore,
     ModelRegistry,
     TextGenerator,
+    TextListener,
     UserStore,
 )
 
@@ -78,6 +79,9 @@ class CommandContext:
     # Who the audit log names; by default the platform user. The CLI says "cli:<user>",
     # since an operator at the terminal is not a user of the channel's platform.
     audit_actor: str = ""
+    # Where the platform shows a generation as it is written (bot/ports.py TextListener);
+    # None: the reply alone. Only a request for one text streams.
+    stream: TextListener | None = None
 
     @property
     def actor_id(self) -> str:
@@ -149,7 +153,8 @@ class Commands:
         result = await self.generator.generate(
             GenerationRequest(
                 channel=ctx.channel, settings=settings, mode="continue", prompt=prompt
-            )
+            ),
+            ctx.stream if settings.num_return_sequences == 1 else None,
         )
         return Reply(result.texts, generated=True)
 
@@ -164,7 +169,8 @@ class Commands:
                 settings=settings,
                 mode="reply",
                 context=tuple(m.text for m in history),
-            )
+            ),
+            ctx.stream,
         )
         texts = tuple(t for t in result.texts if t) or (M.t("reply_empty"),)
         return Reply(texts[:1], generated=True)

@@ -17,7 +17,7 @@ from bot.commands import CommandContext, Commands
 from bot.domain import ChannelRef, ChatMessage, Reply
 from bot.errors import UserError
 from bot.ingest import Ingest
-from bot.ports import MessageStore
+from bot.ports import MessageStore, TextListener
 from bot.text_commands import parse_command, parse_named
 
 log = logging.getLogger(__name__)
@@ -29,8 +29,18 @@ class Core:
         self.ingest = ingest
         self.messages = messages
 
-    async def on_message(self, message: ChatMessage, *, mentions_bot: bool = False) -> Reply | None:
-        return await _safely(lambda: self.ingest.on_message(message, mentions_bot=mentions_bot))
+    async def on_message(
+        self,
+        message: ChatMessage,
+        *,
+        mentions_bot: bool = False,
+        stream: TextListener | None = None,
+    ) -> Reply | None:
+        """Stores a message; answers it when it mentions the bot (`stream` hears the
+        answer as it is written)."""
+        return await _safely(
+            lambda: self.ingest.on_message(message, mentions_bot=mentions_bot, stream=stream)
+        )
 
     async def on_command(
         self, ctx: CommandContext, command: Command | str, *, named: str | None = None

@@ -27,6 +27,12 @@ class Device(Protocol):
         event loop."""
         ...
 
+    def serve_waiting(self) -> None:
+        """From inside a long job, on the device: runs the chat requests waiting now,
+        then returns (a training slice calls it between layers, so nobody waits for a
+        whole slice). Does nothing when none wait."""
+        ...
+
     def record_training_step(self, seconds: float) -> None:
         """How long one training step held the device (for metrics)."""
         ...

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from bot.commands import CommandContext, Commands
 from bot.domain import ChannelRef, ChatMessage, Reply
-from bot.ports import MessageStore, UserStore
+from bot.ports import MessageStore, TextListener, UserStore
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,13 @@ class Ingest:
         # lost, and no deleted message comes back.
         self._changes: OrderedDict[tuple[ChannelRef, str], _Change] = OrderedDict()
 
-    async def on_message(self, message: ChatMessage, *, mentions_bot: bool = False) -> Reply | None:
+    async def on_message(
+        self,
+        message: ChatMessage,
+        *,
+        mentions_bot: bool = False,
+        stream: TextListener | None = None,
+    ) -> Reply | None:
         """Stores a person's message (bots, ours included, are never stored: the model
         should learn the channel's people, not itself) and, when it mentions the bot,
         answers with the channel's next message."""
@@ -48,7 +54,9 @@ class Ingest:
             await self._catch_up(ref, message.external_id)
         if not mentions_bot:
             return None
-        return await self.commands.reply(CommandContext(message.channel, message.author))
+        return await self.commands.reply(
+            CommandContext(message.channel, message.author, stream=stream)
+        )
 
     async def on_edit(self, ref: ChannelRef, external_id: str, text: str, at: datetime) -> None:
         key = (ref, external_id)

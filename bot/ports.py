@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import socket
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -227,10 +227,21 @@ class HistorySource(Protocol):
     ) -> list[ChatMessage]: ...
 
 
+# Receives a generation's text so far, each time it has grown (on the event loop, a few
+# times a second at most): the whole text as the result will carry it, not a delta,
+# unrendered (adapters render and throttle it to their platform's rate limits). The
+# result that follows always carries the complete text.
+TextListener = Callable[[str], None]
+
+
 class TextGenerator(Protocol):
     """Runs generation on the device; never blocks the event loop."""
 
-    async def generate(self, request: GenerationRequest) -> GenerationResult: ...
+    async def generate(
+        self, request: GenerationRequest, on_text: TextListener | None = None
+    ) -> GenerationResult:
+        """`on_text` hears the first text as it grows (streaming)."""
+        ...
 
 
 class ChatAdapter(Protocol):

@@ -123,3 +123,22 @@ def bench_settings(workdir: Path, name: str, base: Path, threads: int, **overrid
         torch_threads=threads,
         **overrides,
     )
+
+
+def run_side(module: str, side: str, workdir: Path, threads: int) -> dict[str, Any]:
+    """Runs one side of a benchmark in its own process (`python -m module side workdir
+    threads`, which prints its result as JSON on its last line), so resident memory
+    and library state are its own."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", module, side, str(workdir), str(threads)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{side} side failed:\n{proc.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result

@@ -2,9 +2,11 @@
 against eager fp32 `model.generate()` on the same 124M-shaped weights, in one process
 with the same thread settings.
 
-Tsuzuki runs twice: as configured by default (fp32) and with int8 weights
-(TSUZUKI_SERVE_INT8). If a trained model directory is given, the int8 eval-loss
-change is measured on it with held-out demo messages, since random weights say
+Tsuzuki runs with float32 weights (TSUZUKI_SERVE_INT8=false) and as configured by
+default (an int8 base); then on a LoRA channel (the main path: int8 base, the adapter
+per row in float) against eager fp32 `generate()` of a peft model with the same
+adapter. If a trained model directory is given (a full version or a LoRA one), the
+int8 eval-loss change is measured on it with demo messages, since random weights say
 nothing about quality.
 """
 
@@ -16,7 +18,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.benchmarks.fixtures import bench_settings, build_base, demo_texts, prompts
+from bot.benchmarks.fixtures import (
+    bench_settings,
+    build_adapters,
+    build_base,
+    demo_texts,
+    prompts,
+)
 
 NEW_TOKENS = 64
 PROMPT_TOKENS = 50
@@ -27,15 +35,21 @@ class LatencyResult:
     baseline_s: float
     fp32_s: float
     int8_s: float
+    lora_baseline_s: float  # eager fp32 generate() of a peft model with the adapter
+    lora_s: float  # Tsuzuki on a LoRA channel, as configured by default
     quality: tuple[float, float] | None  # (fp32 eval loss, int8 eval loss)
 
 
-def _baseline(base: Path, text: str, runs: int) -> float:
+def _baseline(base: Path, text: str, runs: int, adapter: Path | None = None) -> float:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).eval()
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter).eval()
     ids = tokenizer(text, return_tensors="pt")
     kwargs = {
         "max_new_tokens": NEW_TOKENS,
@@ -57,15 +71,29 @@ def _baseline(base: Path, text: str, runs: int) -> float:
 
 
 async def _tsuzuki(
-    base: Path, text: str, runs: int, threads: int, int8: bool, workdir: Path
+    base: Path,
+    text: str,
+    runs: int,
+    threads: int,
+    int8: bool,
+    workdir: Path,
+    adapter: Path | None = None,
 ) -> float:
+    from datetime import UTC, datetime
+
     from bot.app import running_app
-    from bot.domain import ChannelRef, GenerationRequest
+    from bot.domain import ChannelRef, GenerationRequest, ModelVersionInfo
 
     settings = bench_settings(workdir, "latency", base, threads, serve_int8=int8)
     ref = ChannelRef.parse("console:latency")
     times = []
     async with running_app(settings) as app:
+        if adapter is not None:
+            version = ModelVersionInfo(
+                ref, 1, str(base), "lora", str(adapter), "candidate", datetime.now(UTC)
+            )
+            await app.registry.add(version)
+            await app.registry.activate(ref, 1, actor="bench")
         sampling = app.settings.default_sampling().merged(
             {
                 "max_new_tokens": NEW_TOKENS,
@@ -88,7 +116,10 @@ async def _tsuzuki(
     return statistics.median(times)
 
 
-def _quality(model_dir: Path) -> tuple[float, float]:
+def quality(model_dir: Path) -> tuple[float, float]:
+    """Eval loss (nats/token) of a trained version on demo messages: float32 as
+    training left it, and as served (int8 base; a LoRA version's adapter on top)."""
+    from bot.generation.bases import ADAPTER_CONFIG, locate
     from bot.generation.loading import load_directory
     from bot.generation.quantize import quantize_int8
     from bot.training.evaluation import evaluate_texts
@@ -96,7 +127,18 @@ def _quality(model_dir: Path) -> tuple[float, float]:
     texts = demo_texts()[-200:]
     loaded = load_directory(model_dir, str(model_dir))
     fp32 = evaluate_texts(loaded.model, loaded.tokenizer, texts, 128).loss
-    int8 = evaluate_texts(quantize_int8(loaded.model), loaded.tokenizer, texts, 128).loss
+    if not (model_dir / ADAPTER_CONFIG).is_file():
+        served = quantize_int8(loaded.model)
+    else:
+        import json
+
+        from bot.generation.lora import AdapterSet
+
+        base = json.loads((model_dir / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
+        served = quantize_int8(load_directory(locate(base), base).model)
+        adapters = AdapterSet(served, 1)
+        adapters.select([adapters.slot(str(model_dir))])
+    int8 = evaluate_texts(served, loaded.tokenizer, texts, 128).loss
     return fp32, int8
 
 
@@ -106,12 +148,15 @@ def run(workdir: Path, threads: int, runs: int, quality_model: Path | None) -> L
 
     torch.set_num_threads(threads)
     base = build_base(workdir / "base")
+    (adapter, *_) = build_adapters(base, workdir / "adapters", 8)
     (text,) = prompts(AutoTokenizer.from_pretrained(base), 1, PROMPT_TOKENS, PROMPT_TOKENS)
     baseline = _baseline(base, text, runs)
     fp32 = asyncio.run(_tsuzuki(base, text, runs, threads, False, workdir))
     int8 = asyncio.run(_tsuzuki(base, text, runs, threads, True, workdir))
-    quality = _quality(quality_model) if quality_model else None
-    return LatencyResult(baseline, fp32, int8, quality)
+    lora_baseline = _baseline(base, text, runs, adapter)
+    lora = asyncio.run(_tsuzuki(base, text, runs, threads, True, workdir, adapter))
+    measured = quality(quality_model) if quality_model else None
+    return LatencyResult(baseline, fp32, int8, lora_baseline, lora, measured)
 
 
 def report(r: LatencyResult) -> list[str]:
@@ -120,11 +165,14 @@ def report(r: LatencyResult) -> list[str]:
         f"tsuzuki (fp32)         {r.fp32_s:6.3f}s  {r.baseline_s / r.fp32_s:.2f}x faster",
         f"tsuzuki (int8)         {r.int8_s:6.3f}s  {r.baseline_s / r.int8_s:.2f}x faster"
         " (target ≥ 2x)",
+        f"lora: tsuzuki (int8 base + adapter) {r.lora_s:6.3f}s vs eager fp32 generate() with"
+        f" the adapter {r.lora_baseline_s:6.3f}s: {r.lora_baseline_s / r.lora_s:.2f}x"
+        " (target ≥ 2.5x)",
     ]
     if r.quality:
         fp32, int8 = r.quality
         lines.append(
             f"int8 eval loss {int8:.4f} vs fp32 {fp32:.4f}: {int8 - fp32:+.4f} "
-            f"({(int8 - fp32) / fp32 * 100:+.2f}%)"
+            f"({(int8 - fp32) / fp32 * 100:+.2f}%; target within 0.5%)"
         )
     return lines

@@ -19,30 +19,39 @@ from bot.config import Settings
 
 @bench_cli.command("import")
 def bench_import_cmd(
-    messages: Annotated[int, typer.Option(help="JSONL messages to import.")] = 100_000,
+    messages: Annotated[int, typer.Option(help="Messages in each file to import.")] = 100_000,
     baseline: Annotated[int, typer.Option(help="Messages stored one by one.")] = 2_000,
     database_url: Annotated[
         str | None, typer.Option(help="Database to measure (default: a new SQLite file).")
     ] = None,
+    discord: Annotated[
+        bool, typer.Option(help="Also import a DiscordChatExporter export of as many messages.")
+    ] = True,
 ) -> None:
     """Import speed (messages/s) against storing messages one at a time."""
     import tempfile
 
-    from bot.bench import bench_import
+    from bot.bench import ImportRun, bench_import
+
+    def line(run: ImportRun, what: str) -> None:
+        out.print(
+            f"import {run.messages} {what}: parse {run.parse_s:.2f}s + store {run.store_s:.2f}s"
+            f" = {run.rate:,.0f} messages/s",
+            markup=False,
+        )
 
     async def work(settings: Settings) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             url = database_url or f"sqlite+aiosqlite:///{tmp}/bench.db"
-            r = await bench_import(url, messages, baseline)
+            with err.status("importing…"):
+                r = await bench_import(url, messages, baseline, discord)
         out.print(f"database: {safe_url(url).split('@')[-1]}", markup=False)
-        out.print(
-            f"import {r.messages} messages: parse {r.parse_s:.2f}s + store {r.store_s:.2f}s"
-            f" = {r.rate:,.0f} messages/s",
-            markup=False,
-        )
+        line(r.jsonl, "messages")
+        if r.discord is not None:
+            line(r.discord, "messages from a DiscordChatExporter export")
         out.print(
             f"baseline, one message per transaction: {r.baseline_rate:,.0f} messages/s"
-            f" → import is {r.rate / r.baseline_rate:.1f}x",
+            f" → import is {r.jsonl.rate / r.baseline_rate:.1f}x",
             markup=False,
         )
 
@@ -85,8 +94,9 @@ def bench_continue_cmd(
 @bench_cli.command("serve")
 def bench_serve_cmd() -> None:
     """16 concurrent requests from 8 LoRA channels: Tsuzuki's engine vs one
-    transformers pipeline per channel, one request after another."""
-    from bot.benchmarks import serve
+    transformers pipeline per channel, one request after another; then 64 requests
+    from 32 channels arriving over 2 s."""
+    from bot.benchmarks import arrivals, serve
 
     async def work(settings: Settings) -> None:
         workdir = settings.data_dir / "bench"
@@ -101,6 +111,14 @@ def bench_serve_cmd() -> None:
             f"16 requests, 8 channels, 64 new tokens each, torch threads {threads}", markup=False
         )
         for line in serve.report(baseline, ours):
+            out.print(line, markup=False)
+        with err.status("building 32 adapters (cached for later runs)…"):
+            await asyncio.to_thread(arrivals.prepare, workdir)
+        with err.status("arrivals over 2 s: baseline, one request at a time…"):
+            baseline2 = await asyncio.to_thread(arrivals.run_side, "baseline", workdir, threads)
+        with err.status("arrivals over 2 s: tsuzuki, continuous batching…"):
+            ours2 = await asyncio.to_thread(arrivals.run_side, "tsuzuki", workdir, threads)
+        for line in arrivals.report(baseline2, ours2):
             out.print(line, markup=False)
 
     execute(work)
@@ -154,7 +172,8 @@ def bench_train_cmd() -> None:
 
 @bench_cli.command("mixed")
 def bench_mixed_cmd() -> None:
-    """/continue latency while a training job runs, against idle."""
+    """/continue latency while a training job runs, against idle; training throughput
+    alone, against while serving."""
     from bot.benchmarks import mixed
 
     async def work(settings: Settings) -> None:
@@ -162,8 +181,8 @@ def bench_mixed_cmd() -> None:
         with err.status("measuring idle, then during a LoRA training run…"):
             result = await asyncio.to_thread(mixed.run, settings.data_dir / "bench", threads)
         out.print(
-            f"{mixed.REQUESTS} requests one after another, {mixed.NEW_TOKENS} new tokens,"
-            f" 124M GPT-2, torch threads {threads}",
+            f"{mixed.REQUESTS} requests one after another ({mixed.PAUSE_S:g}s apart),"
+            f" {mixed.NEW_TOKENS} new tokens, 124M GPT-2, torch threads {threads}",
             markup=False,
         )
         for line in mixed.report(result):

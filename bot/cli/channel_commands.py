@@ -3,8 +3,10 @@
 Each builds a command value (bot/command_values.py) and runs it through the core, as a
 platform would; the operator at the terminal is an admin."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -24,6 +26,9 @@ from bot.command_values import (
 from bot.commands import quality_fields
 from bot.config import Settings
 from bot.domain import SETTING_SPECS, ChannelRef
+
+if TYPE_CHECKING:
+    from bot.importing.importer import ImportProgress
 
 
 @cli.command("import")
@@ -53,9 +58,9 @@ def import_(
     async def work(settings: Settings) -> None:
         ref = ChannelRef.parse(channel) if channel else None
         async with running_app(settings) as app:
-            with err.status(f"Importing {path}…"):
+            with _import_progress(path) as progress:
                 report = await import_history(
-                    app.messages, path, fmt, ref, settings.import_max_mb * 2**20
+                    app.messages, path, fmt, ref, settings.import_max_mb * 2**20, progress
                 )
         out.print(
             M.t(
@@ -76,6 +81,39 @@ def import_(
             out.print(f"  skipped {n}: {why}", markup=False)
 
     execute(work)
+
+
+@contextmanager
+def _import_progress(path: Path) -> Iterator["ImportProgress | None"]:
+    """Two bars on stderr: reading the file, then storing its messages. Transient, so
+    that only the result stays on the screen; none at all when stderr is no terminal,
+    where rich would still leave a blank line before an error."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+    from bot.importing.importer import ImportProgress
+
+    if not err.is_interactive:
+        yield None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[count]}"),
+    )
+    with Progress(*columns, console=err, transient=True) as bars:
+        # Without a total the bar pulses: a format that does not report as it reads.
+        reading = bars.add_task(f"reading {path.name}", total=None, count="")
+        storing = bars.add_task("storing", total=None, count="", visible=False)
+
+        def on_parse(done: int, total: int) -> None:
+            bars.update(reading, completed=done, total=total)
+
+        def on_store(done: int, total: int) -> None:
+            count = f"{done:,}/{total:,} messages"
+            bars.update(storing, completed=done, total=total, count=count, visible=True)
+
+        yield ImportProgress(parse=on_parse, store=on_store)
 
 
 def _setting_option(name: str) -> str:

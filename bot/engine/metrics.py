@@ -29,7 +29,7 @@ class EngineMetrics:
         )
         self.batch_rows = Histogram(
             "tsuzuki_batch_rows",
-            "Rows decoded together in one batch",
+            "Rows decoded together, per decode step (continuous batching)",
             buckets=(1, 2, 4, 8, 16, 32, 64),
             registry=r,
         )
@@ -95,7 +95,7 @@ def summarise(exposition: str) -> list[str]:
         return "—" if bound is None else ("≤ " + (f"{bound:g}" if bound != float("inf") else "∞"))
 
     requests = values.get("tsuzuki_request_latency_seconds_count", 0)
-    batches = values.get("tsuzuki_batch_rows_count", 0)
+    batches = values.get("tsuzuki_batch_rows_count", 0)  # decode steps
     gen_seconds = values.get("tsuzuki_generation_seconds_total", 0)
     tokens = values.get("tsuzuki_generated_tokens_total", 0)
     steps = values.get("tsuzuki_training_step_seconds_count", 0)
@@ -115,7 +115,7 @@ def summarise(exposition: str) -> list[str]:
         f"requests {requests:.0f}: latency p50 {q('tsuzuki_request_latency_seconds', 0.5)}s,"
         f" p95 {q('tsuzuki_request_latency_seconds', 0.95)}s; time to first token p50 "
         f"{q('tsuzuki_time_to_first_token_seconds', 0.5)}s",
-        f"batches {batches:.0f}, mean rows "
+        f"decode steps {batches:.0f}, mean rows "
         f"{values.get('tsuzuki_batch_rows_sum', 0) / batches if batches else 0:.1f}; "
         f"{tokens:.0f} tokens at {tokens / gen_seconds if gen_seconds else 0:.1f} tokens/s",
         f"training steps {steps:.0f}, mean "

@@ -4,8 +4,9 @@ first.
 - Interactive generation comes before anything else, then ordinary work (loading a
   model, an evaluation), then training steps. Training runs one step per job, so a
   request that arrives during a nightly run waits at most about one step.
-- Generation requests that are waiting together are handed to their batch handler
-  as one batch, whichever channels they come from.
+- Generation requests go to their batch handler through a Feed: those waiting
+  together at first, then any that arrive while it runs (continuous batching),
+  whichever channels they come from.
 - The interactive queue is bounded: past `max_pending` a request is refused at once
   (BusyError) instead of waiting without end.
 - A request whose caller gave up (cancelled, timed out) is dropped before it uses
@@ -23,9 +24,9 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from bot import messages as M
 from bot.device import Priority
@@ -52,7 +53,7 @@ class _Job:
     future: asyncio.Future[Any]
     call: Callable[[], Any] | None = None  # a plain job
     item: Any = None  # a batchable job: the item its handler receives
-    handler: Callable[[Sequence[Any]], Sequence[Any]] | None = None
+    handler: Callable[[Feed], None] | None = None
     enqueued: float = field(default_factory=time.perf_counter)
 
     def settle(self, result: Any = None, error: BaseException | None = None) -> None:
@@ -71,12 +72,47 @@ class _Job:
         return self.future.done()
 
 
-@dataclass(frozen=True)
-class BatchOutcome(Generic[R]):
-    """What a batch handler returns for one item: a result or the item's own error."""
+class Feed:
+    """What a batch handler works from: the requests waiting for it, more as they
+    arrive (continuous batching), and where each one's answer goes.
 
-    result: R | None = None
-    error: BaseException | None = None
+    The handler takes items with `take()` (never blocks), answers each with
+    `settle()`, and returns when it has nothing left; anything it took and did not
+    settle is answered with an error then, so no caller waits for ever.
+    """
+
+    def __init__(self, worker: DeviceWorker, priority: int, jobs: list[_Job]) -> None:
+        self._worker = worker
+        self._priority = priority
+        self._handler = jobs[0].handler
+        self._ready = list(jobs)  # gathered, not yet taken
+        self._taken: dict[int, _Job] = {}  # id(item) → job
+
+    def take(self, limit: int) -> list[Any]:
+        """Up to `limit` waiting items: the gathered ones first, then any that arrived
+        since for the same handler."""
+        if len(self._ready) < limit:
+            self._ready += self._worker._more(
+                self._priority, self._handler, limit - len(self._ready)
+            )
+        jobs, self._ready = self._ready[:limit], self._ready[limit:]
+        for job in jobs:
+            self._taken[id(job.item)] = job
+        self._worker.batch_sizes[-1] += len(jobs)  # this session's entry
+        return [job.item for job in jobs]
+
+    def abandoned(self, item: Any) -> bool:
+        """Whether the caller gave up on the item (its row can stop now)."""
+        return self._taken[id(item)].abandoned
+
+    def settle(self, item: Any, result: Any = None, error: BaseException | None = None) -> None:
+        self._taken.pop(id(item)).settle(result, error)
+
+    def _close(self, error: BaseException) -> None:
+        for job in (*self._taken.values(), *self._ready):
+            job.settle(error=error)
+        self._taken.clear()
+        self._ready.clear()
 
 
 class DeviceWorker:
@@ -117,13 +153,45 @@ class DeviceWorker:
     async def submit(
         self,
         item: Any,
-        handler: Callable[[Sequence[Any]], Sequence[BatchOutcome[Any]]],
+        handler: Callable[[Feed], None],
         priority: Priority = Priority.INTERACTIVE,
     ) -> Any:
-        """Queues `item` for `handler`, which gets it in a batch with whatever else is
-        waiting for the same handler; raises BusyError when the queue is full."""
+        """Queues `item` for `handler`, which gets it through a Feed together with
+        whatever else waits (or arrives while it runs) for the same handler; raises
+        BusyError when the queue is full."""
         job = self._job(priority, item=item, handler=handler)
         return await self._await(job, priority)
+
+    def serve_waiting(self) -> None:
+        """Runs the interactive jobs waiting now, from inside a long job on the device
+        thread (training's yield points between layers); returns when none wait."""
+        if self._pending_interactive == 0 or threading.current_thread() is not self._thread:
+            return
+        while (entry := self._next_interactive()) is not None:
+            priority, seq, job = entry
+            assert job is not None
+            if job.abandoned:
+                continue
+            if job.handler is None:
+                self._run_call(job)
+            else:
+                self._run_batch(priority, self._gather(priority, seq, job))
+
+    def _next_interactive(self) -> tuple[int, int, _Job | None] | None:
+        for entry in sorted(self._held, key=lambda e: e[:2]):
+            if entry[0] == Priority.INTERACTIVE and entry[2] is not None:
+                self._held.remove(entry)
+                return entry
+        while True:
+            try:
+                entry = self._queue.get_nowait()
+            except queue.Empty:
+                return None
+            if entry[0] == Priority.INTERACTIVE and entry[2] is not None:
+                return entry
+            self._held.append(entry)
+            if entry[2] is None:
+                return None  # closing
 
     def record_training_step(self, seconds: float) -> None:
         self.metrics.train_step.observe(seconds)
@@ -173,7 +241,7 @@ class DeviceWorker:
             if job.handler is None:
                 self._run_call(job)
             else:
-                self._run_batch(self._gather(priority, seq, job))
+                self._run_batch(priority, self._gather(priority, seq, job))
 
     def _next(self) -> tuple[int, int, _Job | None]:
         if self._held:
@@ -222,17 +290,53 @@ class DeviceWorker:
                 batch.append(job)
         return batch
 
-    def _run_batch(self, jobs: list[_Job]) -> None:
+    def _run_batch(self, priority: int, jobs: list[_Job]) -> None:
         handler = jobs[0].handler
         assert handler is not None
-        self.batch_sizes.append(len(jobs))
         if len(self.batch_sizes) > 1000:
             del self.batch_sizes[:500]  # recent sizes only: the bot runs for months
+        # Requests this session serves, counted as it takes them (before any answer, so
+        # whoever got an answer sees its session counted).
+        self.batch_sizes.append(0)
+        feed = Feed(self, priority, jobs)
         try:
-            outcomes = handler([job.item for job in jobs])
+            handler(feed)
         except BaseException as e:
-            for job in jobs:
-                job.settle(error=e)
+            feed._close(e)
             return
-        for job, outcome in zip(jobs, outcomes, strict=True):
-            job.settle(outcome.result, outcome.error)
+        feed._close(RuntimeError("the batch handler left a request unanswered"))
+
+    def _more(self, priority: int, handler: Any, limit: int) -> list[_Job]:
+        """Jobs for `handler` at `priority` that are waiting now, up to `limit`; other
+        jobs popped on the way are held for later. Never blocks."""
+        found: list[_Job] = []
+        kept: list[tuple[int, int, _Job | None]] = []
+        for entry in sorted(self._held, key=lambda e: e[:2]):
+            job = entry[2]
+            if len(found) < limit and _matches(entry, priority, handler):
+                assert job is not None
+                if not job.abandoned:
+                    found.append(job)
+            else:
+                kept.append(entry)
+        self._held = kept
+        while len(found) < limit:
+            try:
+                entry = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if not _matches(entry, priority, handler):
+                self._held.append(entry)
+                if entry[2] is None:
+                    break  # closing: take nothing newer
+                continue
+            job = entry[2]
+            assert job is not None
+            if not job.abandoned:
+                found.append(job)
+        return found
+
+
+def _matches(entry: tuple[int, int, _Job | None], priority: int, handler: Any) -> bool:
+    job = entry[2]
+    return job is not None and entry[0] == priority and job.handler == handler

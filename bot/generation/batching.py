@@ -1,17 +1,24 @@
-"""One decoding loop for a batch of rows that share a model (and maybe not an adapter).
+"""Continuous batching: rows join a running decode at the next step and leave when done.
 
-Each prompt is prefilled on its own (no compute spent on padding), then the rows'
-key/value caches are left-padded into one, so every row's next token sits at the same
-position; the attention mask hides the padding and each row keeps its own position
-ids, so a row computes what it would alone. Every later step is one token per live
-row, and a row that ends its message leaves the batch (its cache rows are dropped),
-so finished rows stop costing compute.
+A `DecodeBatch` holds the rows decoding together on one model (each row may have its
+own LoRA adapter, settings and seed). Each `step()`:
+
+1. every row picks its next token from its pending logits, with its own settings and
+   random generator;
+2. rows that ended (end-of-message, or their token budget) leave, with their cache rows;
+3. one forward pass computes the next logits of every remaining row, one token each.
+
+A new row is first prefilled on its own (`Prefill`, no compute on padding; a long
+prompt in chunks, so running rows wait at most one chunk), then `join()`s: its keys and
+values are left-padded into the batch's cache, so every row's next token sits at the
+same column; the attention mask hides the padding and each row keeps its own position
+ids, so a row computes what it would alone.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bot.domain import SamplingSettings
@@ -29,6 +36,12 @@ if TYPE_CHECKING:
 # without importing torch.
 BASE_SLOT = 0
 
+# Prompt tokens prefilled per forward pass. Long enough that a prompt costs few passes,
+# short enough that rows already decoding wait at most about one decode step for it.
+PREFILL_CHUNK = 64
+# Leading columns that no row uses any more are cut off once there are this many.
+TRIM_COLUMNS = 32
+
 
 @dataclass
 class Row:
@@ -39,111 +52,222 @@ class Row:
     eos_id: int | None
     adapter: int = BASE_SLOT  # the row's LoRA adapter slot; 0: the base model itself
     mixture: Mixture | None = None  # the version's n-gram mixture, if it has one
+    # Hears the row's new tokens so far after each step (streaming); on the device
+    # thread, so it must be quick.
+    listener: Callable[[list[int]], None] | None = None
+    owner: Any = None  # whatever the caller needs to find the row's request again
 
 
 @dataclass
-class Decoded:
-    tokens: list[list[int]]  # each row's new tokens
-    first_token_at: float  # perf_counter() when every row had its first token
+class Live:
+    """A row in a batch: what it has written, and its next token's logits."""
+
+    row: Row
+    generator: torch.Generator
+    logits: torch.Tensor  # [vocab], for the row's next token
+    outputs: list[int] = field(default_factory=list)
+    done: bool = False
 
 
-def decode_rows(model: Any, rows: list[Row], lora: AdapterSet | None = None) -> Decoded:
-    """New tokens of each row, up to (not including) its end-of-message token. With
-    `lora`, each row runs with its own adapter slot."""
-    import torch
-    from transformers import DynamicCache
+def _forward(
+    model: Any, lora: AdapterSet | None, ids: torch.Tensor, cache: Any, slots: list[int], **kw: Any
+) -> torch.Tensor:
+    if lora is not None:
+        lora.select(slots)
+    # Only the last position's logits are needed: on a prompt this skips the output
+    # layer (vocab x width) for every other token. The cache goes in as `cache=`
+    # (transformers' Cache API since 5.x; `past_key_values=` warns and is going away).
+    out = model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1, **kw)
+    return out.logits[:, -1, :].float()  # sampling in float32, whatever the base's dtype
 
-    device = model.device
 
-    def forward(ids: torch.Tensor, cache: Any, slots: list[int], **kw: Any) -> torch.Tensor:
-        if lora is not None:
-            lora.select(slots)
-        # Only the last position's logits are needed: on a prompt this skips the
-        # output layer (vocab x width) for every other token. The cache goes in as
-        # `cache=` (transformers' Cache API since 5.x; the old `past_key_values=`
-        # name warns on every step and is removed in 5.40).
-        out = model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1, **kw)
-        return out.logits[:, -1, :]
+class Prefill:
+    """One row's prompt, run through the model in chunks, on its own cache."""
 
-    with torch.inference_mode():
-        # 1. Prefill each prompt on its own: no compute on padding, and exactly the
-        #    numbers the row would get alone.
-        caches, first = [], []
-        for row in rows:
-            cache = DynamicCache()
-            ids = torch.tensor([row.prompt_ids], dtype=torch.long, device=device)
-            first.append(forward(ids, cache, [row.adapter])[0])
-            caches.append(cache)
+    def __init__(self, model: Any, lora: AdapterSet | None, row: Row) -> None:
+        from transformers import DynamicCache
 
-        # 2. One cache for the batch: each row's keys and values left-padded to the
-        #    longest prompt, the padding masked out.
-        width = max(len(r.prompt_ids) for r in rows)
-        cache = _merge_left_padded(caches, width, width + max(r.max_new_tokens for r in rows))
-        mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
-        for i, row in enumerate(rows):
-            mask[i, width - len(row.prompt_ids) :] = 1
-        positions = torch.tensor([[len(r.prompt_ids)] for r in rows], device=device)
+        self.model, self.lora, self.row = model, lora, row
+        self.cache = DynamicCache()
+        self.done_tokens = 0
+        self.logits: torch.Tensor | None = None
 
-        generators = [torch.Generator(device=device).manual_seed(r.seed) for r in rows]
-        outputs: list[list[int]] = [[] for _ in rows]
-        live = list(range(len(rows)))  # which rows are still in the batch, in batch order
-        logits = torch.stack(first)
-        first_token_at = time.perf_counter()
-        for step in range(max(r.max_new_tokens for r in rows)):
-            # 3. Each row picks its token with its own settings and random generator.
-            chosen: list[int] = []
-            keep: list[int] = []
-            for slot, i in enumerate(live):
-                row = rows[i]
-                forbid = row.eos_id if step == 0 else None  # a message is never empty
-                token = pick_next(
-                    logits[slot],
-                    row.settings,
-                    row.prompt_ids + outputs[i],
-                    generators[i],
-                    forbid=forbid,
-                    mixture=row.mixture,
-                )
-                ended = token == row.eos_id
-                if not ended:
-                    outputs[i].append(token)
-                if not ended and len(outputs[i]) < row.max_new_tokens:
-                    keep.append(slot)
-                    chosen.append(token)
+    @property
+    def remaining(self) -> int:
+        return len(self.row.prompt_ids) - self.done_tokens
 
-            # 4. Rows that ended leave the batch, with their cache rows.
-            if not keep:
-                break
-            if len(keep) < len(live):
-                index = torch.tensor(keep, device=device)
-                cache.batch_select_indices(index)
-                mask = mask[index]
-                positions = positions[index]
-                live = [live[slot] for slot in keep]
+    def advance(self) -> bool:
+        """Prefills the next chunk; True once the whole prompt is in the cache."""
+        import torch
 
-            # 5. One forward pass: one new token for every live row.
-            mask = torch.cat([mask, torch.ones((len(live), 1), dtype=mask.dtype, device=device)], 1)
-            step_ids = torch.tensor(chosen, device=device).unsqueeze(1)
-            logits = forward(
-                step_ids,
-                cache,
-                [rows[i].adapter for i in live],
-                attention_mask=mask,
-                position_ids=positions,
+        chunk = self.row.prompt_ids[self.done_tokens : self.done_tokens + PREFILL_CHUNK]
+        ids = torch.tensor([chunk], dtype=torch.long, device=self.model.device)
+        with torch.inference_mode():
+            self.logits = _forward(self.model, self.lora, ids, self.cache, [self.row.adapter])[0]
+        self.done_tokens += len(chunk)
+        return self.remaining == 0
+
+
+class DecodeBatch:
+    """The rows decoding together on one model, and their shared cache."""
+
+    def __init__(self, model: Any, lora: AdapterSet | None = None) -> None:
+        self.model, self.lora = model, lora
+        self.live: list[Live] = []
+        self.cache: Any = None  # a DynamicCache of ReservedLayers, once a row joined
+        self.mask: torch.Tensor | None = None  # [rows, columns]: 1 where a token is
+        self.positions: torch.Tensor | None = None  # [rows, 1]: each row's next position
+
+    def __len__(self) -> int:
+        return len(self.live)
+
+    def join(self, prefills: list[Prefill]) -> list[Live]:
+        """Adds prefilled rows; their first token is picked at the next step."""
+        import torch
+
+        device = self.model.device
+        joined = []
+        for p in prefills:
+            assert p.logits is not None and p.remaining == 0
+            generator = torch.Generator(device=device).manual_seed(p.row.seed)
+            joined.append(Live(p.row, generator, p.logits))
+        old = 0 if self.mask is None else self.mask.shape[1]
+        width = max(old, *(len(p.row.prompt_ids) for p in prefills))
+        room = width + max(lv.row.max_new_tokens - len(lv.outputs) for lv in self.live + joined)
+        parts = [] if self.cache is None else [(self.cache, old)]
+        parts += [(p.cache, len(p.row.prompt_ids)) for p in prefills]
+        self.cache = _merge_left_padded(parts, width, room)
+
+        masks = [] if self.mask is None else [_pad_left(self.mask, width - old)]
+        for p in prefills:
+            n = len(p.row.prompt_ids)
+            masks.append(torch.cat([torch.zeros(1, width - n), torch.ones(1, n)], 1).long())
+        self.mask = torch.cat(masks).to(device)
+        new_positions = torch.tensor([[len(p.row.prompt_ids)] for p in prefills], device=device)
+        self.positions = (
+            new_positions if self.positions is None else torch.cat([self.positions, new_positions])
+        )
+        self.live += joined
+        return joined
+
+    def step(self) -> list[Live]:
+        """Picks every row's next token, lets finished rows go (returned), and runs one
+        forward pass for the rest."""
+        import torch
+
+        # 1. Each row picks its token with its own settings and random generator.
+        chosen: list[int] = []
+        keep: list[int] = []
+        finished: list[Live] = []
+        for index, lv in enumerate(self.live):
+            row = lv.row
+            forbid = row.eos_id if not lv.outputs else None  # a message is never empty
+            token = pick_next(
+                lv.logits,
+                row.settings,
+                row.prompt_ids + lv.outputs,
+                lv.generator,
+                forbid=forbid,
+                mixture=row.mixture,
             )
-            positions = positions + 1
-    return Decoded(outputs, first_token_at)
+            ended = token == row.eos_id
+            if not ended:
+                lv.outputs.append(token)
+                if row.listener is not None:
+                    row.listener(lv.outputs)
+            if ended or len(lv.outputs) >= row.max_new_tokens:
+                lv.done = True
+                finished.append(lv)
+            else:
+                keep.append(index)
+                chosen.append(token)
+
+        # 2. Rows that ended leave the batch, with their cache rows.
+        if not keep:
+            self._clear()
+            return finished
+        if len(keep) < len(self.live):
+            self.drop(keep)
+
+        # 3. One forward pass: one new token for every live row.
+        assert self.mask is not None and self.positions is not None
+        device = self.model.device
+        self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.live), 1))], 1)
+        with torch.inference_mode():
+            logits = _forward(
+                self.model,
+                self.lora,
+                torch.tensor(chosen, device=device).unsqueeze(1),
+                self.cache,
+                [lv.row.adapter for lv in self.live],
+                attention_mask=self.mask,
+                position_ids=self.positions,
+            )
+        self.positions = self.positions + 1
+        for lv, row_logits in zip(self.live, logits, strict=True):
+            lv.logits = row_logits
+        return finished
+
+    def drop(self, keep: list[int]) -> None:
+        """Keeps only the rows at these indices (others finished or were abandoned)."""
+        import torch
+
+        if not keep:
+            self._clear()
+            return
+        assert self.mask is not None and self.positions is not None
+        index = torch.tensor(keep, device=self.model.device)
+        self.cache.batch_select_indices(index)
+        self.mask = self.mask[index]
+        self.positions = self.positions[index]
+        self.live = [self.live[i] for i in keep]
+        # Columns only the rows that left used are padding for everyone now; dropping
+        # them keeps a batch that never empties (steady traffic) from growing without
+        # end.
+        lead = int(self.mask.any(0).long().argmax())
+        if lead >= TRIM_COLUMNS:
+            for layer in self.cache.layers:
+                layer.trim_left(lead)
+            self.mask = self.mask[:, lead:]
+
+    def _clear(self) -> None:
+        self.live, self.cache, self.mask, self.positions = [], None, None, None
 
 
-def _merge_left_padded(caches: list[Any], width: int, capacity: int) -> Any:
+def decode_rows(model: Any, rows: list[Row], lora: AdapterSet | None = None) -> list[list[int]]:
+    """Each row's new tokens, all rows started together and run to the end (benchmarks
+    and tests; the engine feeds a DecodeBatch as requests come)."""
+    prefills = [Prefill(model, lora, row) for row in rows]
+    for p in prefills:
+        while not p.advance():
+            pass
+    batch = DecodeBatch(model, lora)
+    joined = batch.join(prefills)
+    while batch.live:
+        batch.step()
+    return [lv.outputs for lv in joined]
+
+
+def _pad_left(t: torch.Tensor, pad: int) -> torch.Tensor:
+    import torch
+
+    if not pad:
+        return t
+    return torch.cat([t.new_zeros((t.shape[0], pad)), t], 1)
+
+
+def _merge_left_padded(parts: list[tuple[Any, int]], width: int, capacity: int) -> Any:
+    """One cache from several, each (cache, its columns), every row's keys and values
+    left-padded to `width` columns, with room for `capacity` columns in all."""
     import torch
     from transformers import DynamicCache
 
+    first = parts[0][0]
     merged = DynamicCache()
-    merged.layers = [_reserved_layer(capacity) for _ in caches[0].layers]
-    for layer in range(len(caches[0].layers)):
+    merged.layers = [_reserved_layer(capacity) for _ in first.layers]
+    for layer in range(len(first.layers)):
         keys, values = [], []
-        for cache in caches:
+        for cache, _ in parts:
             k, v = cache.layers[layer].keys, cache.layers[layer].values
             pad = width - k.shape[2]
             if pad:
@@ -151,7 +275,7 @@ def _merge_left_padded(caches: list[Any], width: int, capacity: int) -> Any:
                 v = torch.nn.functional.pad(v, (0, 0, pad, 0))
             keys.append(k)
             values.append(v)
-        merged.update(torch.cat(keys), torch.cat(values), layer)
+        merged.layers[layer].update(torch.cat(keys), torch.cat(values))
     return merged
 
 
@@ -192,6 +316,13 @@ def _reserved_layer(capacity: int) -> Any:
             self.keys = keys[..., : self.length, :]
             self.values = values[..., : self.length, :]
             return self.keys, self.values
+
+        def trim_left(self, columns: int) -> None:
+            assert self.buffers is not None
+            self.buffers = (self.buffers[0][..., columns:, :], self.buffers[1][..., columns:, :])
+            self.length -= columns
+            self.keys = self.buffers[0][..., : self.length, :]
+            self.values = self.buffers[1][..., : self.length, :]
 
         def batch_select_indices(self, indices: torch.Tensor) -> None:
             if self.buffers is not None:

@@ -24,7 +24,9 @@ class LoRABank:
     """Which adapter each row of the current forward pass uses (shared by all layers)."""
 
     def __init__(self) -> None:
-        self.rows: torch.Tensor | None = None  # slot per row; None: no adapters at all
+        # The slot of each row, or one slot for all rows (no gather needed); None: no
+        # adapters at all.
+        self.rows: torch.Tensor | int | None = None
 
 
 class BatchedLoRA(nn.Module):  # type: ignore[misc]
@@ -32,10 +34,13 @@ class BatchedLoRA(nn.Module):  # type: ignore[misc]
         super().__init__()
         self.base = base
         self.bank = bank
-        weight = next(base.parameters())
+        # The base may be int8 (no float parameters) or bf16; the adapters stay in
+        # float32 either way: their deltas are small next to the base's output and would
+        # drown in its rounding.
+        device = next(iter((*base.parameters(), *base.buffers()))).device
         # [slots, in, rank] and [slots, rank, out]; slot 0 stays zero.
-        self.A = torch.zeros((1, in_features, 1), dtype=weight.dtype, device=weight.device)
-        self.B = torch.zeros((1, 1, out_features), dtype=weight.dtype, device=weight.device)
+        self.A = torch.zeros((1, in_features, 1), device=device)
+        self.B = torch.zeros((1, 1, out_features), device=device)
 
     def set_slot(self, slot: int, a: torch.Tensor | None, b: torch.Tensor | None) -> None:
         """Stores an adapter's A (in x r) and scaled B (r x out) at `slot` (None: zero)."""
@@ -56,17 +61,21 @@ class BatchedLoRA(nn.Module):  # type: ignore[misc]
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y: torch.Tensor = self.base(x)
         rows = self.bank.rows
-        if rows is None:
-            return y
-        # x: [batch, tokens, in]; one adapter per batch row.
-        return y + torch.bmm(torch.bmm(x, self.A[rows]), self.B[rows])
+        if rows is None or (isinstance(rows, int) and rows == 0):
+            return y  # the base alone: slot 0 is all zeros
+        if isinstance(rows, int):
+            delta = (x.to(self.A.dtype) @ self.A[rows]) @ self.B[rows]
+        else:
+            # x: [batch, tokens, in]; one adapter per batch row.
+            delta = torch.bmm(torch.bmm(x.to(self.A.dtype), self.A[rows]), self.B[rows])
+        return y + delta.to(y.dtype)
 
 
 def _linear_shape(module: nn.Module) -> tuple[int, int]:
-    """(in, out) of an nn.Linear or GPT-2's transposed Conv1D."""
+    """(in, out) of an nn.Linear, an Int8Linear or GPT-2's transposed Conv1D."""
+    if hasattr(module, "in_features"):
+        return module.in_features, module.out_features
     weight = module.weight
-    if isinstance(module, nn.Linear):
-        return weight.shape[1], weight.shape[0]
     return weight.shape[0], weight.shape[1]  # Conv1D stores (in, out)
 
 
@@ -126,6 +135,16 @@ class AdapterSet:
         for existing in self.slots.values():
             layer.set_slot(existing, None, None)
 
+    @property
+    def nbytes(self) -> int:
+        return sum(
+            (layer.A.numel() + layer.B.numel()) * layer.A.element_size()
+            for layer in self.layers.values()
+        )
+
     def select(self, slots: list[int]) -> None:
         """The adapter of each row for the next forward pass."""
-        self.bank.rows = torch.tensor(slots, device=next(self.model.parameters()).device)
+        if len(set(slots)) == 1:
+            self.bank.rows = slots[0]
+        else:
+            self.bank.rows = torch.tensor(slots, device=self.model.device)

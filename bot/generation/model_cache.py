@@ -30,8 +30,12 @@ MAX_MIXTURES = 256  # n-gram tables kept loaded (a few MB each)
 @dataclass
 class ServingModel:
     loaded: LoadedModel
-    nbytes: int
+    base_bytes: int
     lora: AdapterSet | None = None  # the channels' adapters, once one is asked for
+
+    @property
+    def nbytes(self) -> int:
+        return self.base_bytes + (self.lora.nbytes if self.lora else 0)
 
 
 def model_bytes(model: Any) -> int:
@@ -39,10 +43,12 @@ def model_bytes(model: Any) -> int:
 
 
 class ModelCache:
-    def __init__(self, budget_bytes: int, max_adapters: int = 64, int8: bool = False) -> None:
+    def __init__(self, budget_bytes: int, max_adapters: int = 64, int8: bool = True) -> None:
         self.budget_bytes = budget_bytes
         self.max_adapters = max_adapters
-        self.int8 = int8  # serve adapter-free models with int8 weights (CPU only)
+        # Serve bases in low precision (int8 on the CPU, bf16 on a GPU), adapters on top
+        # in float; False: float32 throughout.
+        self.int8 = int8
         self._models: OrderedDict[str, ServingModel] = OrderedDict()
         # Each version's n-gram mixture by directory (versions never change on disk).
         self._mixtures: OrderedDict[str, Mixture | None] = OrderedDict()
@@ -56,9 +62,9 @@ class ModelCache:
         A LoRA version's base is the directory the resolver found for it (a hub id's
         cached snapshot, a local directory, the channel's scratch model)."""
         if source.base is not None:
-            serving = self._base(source.base, source.base, quantize=False)
+            serving = self._base(source.base, source.base)
             return serving, self._adapter(serving, source.location)
-        return self._base(source.location, source.name, quantize=self.int8), BASE_SLOT
+        return self._base(source.location, source.name), BASE_SLOT
 
     def mixture(self, source: ModelSource) -> Mixture | None:
         """The n-gram mixture `source` serves with (None for a base, or a version
@@ -72,23 +78,21 @@ class ModelCache:
             self._mixtures.popitem(last=False)
         return mixture
 
-    def _base(self, location: str, name: str, *, quantize: bool) -> ServingModel:
-        # An int8 copy and a float copy (for adapters) of one model are separate entries.
-        key = location + ("#int8" if quantize else "")
-        serving = self._models.get(key)
+    def _base(self, location: str, name: str) -> ServingModel:
+        serving = self._models.get(location)
         if serving is not None:
-            self._models.move_to_end(key)
+            self._models.move_to_end(location)
             return serving
         loaded = load_directory(Path(location), name)
         # Counted at float size: a conservative bound (packed int8 weights are not
         # parameters, so they cannot be counted after quantizing).
         nbytes = model_bytes(loaded.model)
-        if quantize and loaded.model.device.type == "cpu":
-            from bot.generation.quantize import quantize_int8
+        if self.int8:
+            from bot.generation.quantize import serving_precision
 
-            loaded.model = quantize_int8(loaded.model)
+            loaded.model = serving_precision(loaded.model)
         serving = ServingModel(loaded, nbytes)
-        self._models[key] = serving
+        self._models[location] = serving
         # Evict the least recently used, but never the model just asked for.
         while self.nbytes > self.budget_bytes and len(self._models) > 1:
             evicted, _ = self._models.popitem(last=False)
@@ -100,6 +104,4 @@ class ModelCache:
             from bot.generation.lora import AdapterSet  # torch: only once needed
 
             serving.lora = AdapterSet(serving.loaded.model, self.max_adapters)
-        slot = serving.lora.slot(path)
-        serving.nbytes = model_bytes(serving.loaded.model)
-        return slot
+        return serving.lora.slot(path)

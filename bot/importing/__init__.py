@@ -9,12 +9,17 @@ the small helpers the parsers share.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from bot import messages as M
 from bot.errors import UserError
@@ -22,6 +27,43 @@ from bot.errors import UserError
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Same shape ChannelRef.parse accepts, so an imported channel can be named later.
 _ID = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
+
+# Called with (records done, records in all) while a file is read or stored.
+Progress = Callable[[int, int], None]
+# How many records a parser handles between two progress reports.
+PROGRESS_STEP = 8192
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Holds off the cyclic garbage collector. An import allocates millions of
+    containers that all stay alive (parsed records, messages, rows), so each pass of
+    the collector frees nothing, yet those passes took up to half of the parse time
+    (a Discord export). Nothing is lost: reference counting still frees everything
+    else at once, and the collector catches up when this ends."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+class Unusual(Exception):
+    """Raised by a parser's fast path for a record it does not vouch for; the parser
+    then reads that record the exact way, which accepts it or names what is wrong."""
+
+
+def plain_id(value: object) -> str:
+    """A JSON id (a non-empty string, or an integer) as a string; raises Unusual for
+    anything else. Exact types: JSON never yields subclasses, and bool is refused."""
+    if type(value) is str and value:
+        return value
+    if type(value) is int:
+        return str(value)
+    raise Unusual
 
 
 def broken(path: Path | str, position: str, problem: str) -> UserError:
@@ -79,6 +121,21 @@ def load_json(data: bytes, path: Path | str, member: str = "") -> Any:
         raise broken(path, prefix + json_error_position(err), json_problem(err)) from None
     except RecursionError:
         raise broken(path, prefix + "line 1", "JSON nested too deeply") from None
+
+
+def load_json_fast(data: bytes, path: Path | str) -> Any:
+    """Parses a whole JSON document with orjson, about 1.7 times as fast as json on a
+    large export.
+
+    orjson is stricter (no NaN, Infinity or lone surrogates) and its errors read
+    differently, so a document it refuses goes to load_json: what json accepts is still
+    accepted, and a broken file is reported exactly as before. orjson also turns
+    integers beyond 64 bits into floats: a caller that refuses the document parses it
+    again with load_json before saying why."""
+    try:
+        return orjson.loads(strip_bom(data))
+    except orjson.JSONDecodeError:
+        return load_json(data, path)
 
 
 def parse_iso(value: str) -> datetime:

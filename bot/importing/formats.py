@@ -9,7 +9,7 @@ from typing import Any, Literal, get_args
 from bot import messages as M
 from bot.domain import ChannelRef
 from bot.errors import UserError
-from bot.importing import discord_export, jsonl, plaintext, slack_export
+from bot.importing import Progress, discord_export, jsonl, plaintext, slack_export
 from bot.ports import ImportBatch
 
 Format = Literal["jsonl", "text", "discord", "slack"]
@@ -32,10 +32,13 @@ def parse_file(
     fmt: str | None = None,
     channel: ChannelRef | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    progress: Progress | None = None,
 ) -> ImportBatch:
     """Reads and checks all of `path`. `fmt` is one of FORMATS, or None to tell it from
     the file. `channel` names the channel for formats that do not (jsonl, text),
     replaces the one in a Discord export and gives a Slack export its team id.
+    `progress` is told (records read, records in all) as it goes, and once more at the
+    end.
 
     Raises UserError when the file is missing, larger than `max_bytes` (a zip: once
     unpacked), its format is unknown, it needs a channel, or any part of it is broken;
@@ -48,17 +51,30 @@ def parse_file(
         fmt, preloaded = _detect(path)
     if fmt not in FORMATS or (fmt != "slack" and path.is_dir()):
         raise UserError(M.t("import_format_unknown", path=str(path)))
+    batch = _parse(path, fmt, channel, preloaded, progress)
+    if progress is not None:
+        progress(len(batch.messages), len(batch.messages))
+    return batch
+
+
+def _parse(
+    path: Path,
+    fmt: str,
+    channel: ChannelRef | None,
+    preloaded: Any,
+    progress: Progress | None,
+) -> ImportBatch:
     if fmt == "slack":
         return slack_export.parse_slack(path, channel)
     if fmt == "discord":
         if preloaded is None:
-            return discord_export.parse_discord(path, channel)
-        return discord_export.parse_data(preloaded, path, channel)
+            return discord_export.parse_discord(path, channel, progress)
+        return discord_export.parse_data(preloaded, path, channel, progress)
     if channel is None:
         raise UserError(M.t("import_needs_channel", path=str(path)))
     if fmt == "jsonl":
-        return jsonl.parse_jsonl(path, channel)
-    return plaintext.parse_text(path, channel)
+        return jsonl.parse_jsonl(path, channel, progress)
+    return plaintext.parse_text(path, channel, progress)
 
 
 def check_size(path: Path, max_bytes: int) -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.domain import Author, ChannelRef, ChatMessage
-from bot.importing import broken, strip_bom
+from bot.importing import PROGRESS_STEP, Progress, broken, strip_bom
 from bot.ports import ImportBatch
 
 IMPORT_AUTHOR = Author(id="import", name="import")
@@ -20,13 +20,16 @@ def external_id(line_number: int, text: str) -> str:
     return f"txt:{line_number}:{digest[:12]}"
 
 
-def parse_text(path: Path, channel: ChannelRef) -> ImportBatch:
+def parse_text(path: Path, channel: ChannelRef, progress: Progress | None = None) -> ImportBatch:
     data = strip_bom(path.read_bytes())
     # A text file has no times of its own; the file's mtime plus one microsecond per
     # line keeps the lines in order without pretending to know when they were written.
     base = datetime.fromtimestamp(path.stat().st_mtime, UTC)
     batch = ImportBatch()
-    for index, raw in enumerate(data.split(b"\n")):
+    lines = data.split(b"\n")
+    for index, raw in enumerate(lines):
+        if progress is not None and index % PROGRESS_STEP == 0:
+            progress(index, len(lines))
         number = index + 1
         try:
             text = raw.decode("utf-8").removesuffix("\r")

@@ -13,6 +13,7 @@ import math
 import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -135,6 +136,10 @@ class FineTune:
         self._step_rows, self._step_loss, self._step_seconds = 0, 0.0, 0.0
         self._valid: np.ndarray = np.zeros(0, dtype=np.int64)  # validation token stream
         self._best: dict[str, Any] | None = None  # trainable weights of the best step
+        # Called between layers, forward and backward (the device's serve_waiting): a
+        # chat request waits for one layer of training, not a whole slice.
+        self.yield_to: Callable[[], None] | None = None
+        self._paused_s = 0.0  # time spent serving from inside training, not training
 
     # --- set-up ----------------------------------------------------------------------
 
@@ -150,6 +155,7 @@ class FineTune:
             model = _with_lora(model, self.config)
         self.model = model
         self.model.train()
+        self._install_yield_points()
         self._tokens = load_tokens(self.run_dir / "train.bin")
         if len(self._tokens) < 2:
             raise ValueError("not enough history to train on")
@@ -166,6 +172,45 @@ class FineTune:
             betas=(0.9, 0.95),
         )
         return self._load_checkpoint()
+
+    def _install_yield_points(self) -> None:
+        """Hooks before each transformer block's forward and backward pass that let
+        waiting chat requests run (about 1/12 of a slice apart for a 12-layer model)."""
+        import torch
+
+        blocks = max(
+            (m for m in self.model.modules() if isinstance(m, torch.nn.ModuleList)),
+            key=len,
+            default=None,
+        )
+        if blocks is None:
+            return
+
+        def before_backward(_grad: torch.Tensor) -> None:
+            self._pause()
+
+        def after_forward(_module: Any, _args: Any, output: Any) -> None:
+            hidden = output[0] if isinstance(output, tuple) else output
+            # A hook on the block's output fires as the backward pass reaches the block
+            # (a module backward hook would warn when, as with LoRA, the block's inputs
+            # need no gradient).
+            if isinstance(hidden, torch.Tensor) and hidden.requires_grad:
+                hidden.register_hook(before_backward)
+
+        for block in blocks:
+            block.register_forward_pre_hook(lambda *_: self._pause())
+            block.register_forward_hook(after_forward)
+
+    def _pause(self) -> None:
+        if self.yield_to is None:
+            return
+        import torch
+
+        started = time.perf_counter()
+        # Serving must not run under training's autocast (bf16 would change its numbers).
+        with torch.autocast(self.model.device.type, enabled=False):
+            self.yield_to()
+        self._paused_s += time.perf_counter() - started
 
     @property
     def done(self) -> bool:
@@ -200,7 +245,7 @@ class FineTune:
             size = cfg.micro_batch_size or len(blocks)
             self._slices = [blocks[i : i + size] for i in range(0, len(blocks), size)]
             self._step_rows, self._step_loss, self._step_seconds = len(blocks), 0.0, 0.0
-        started = time.perf_counter()
+        started, paused = time.perf_counter(), self._paused_s
         batch = self._slices.pop(0)
         device = self.model.device
         x = torch.from_numpy(batch[:, :-1].astype(np.int64)).to(device)
@@ -215,7 +260,7 @@ class FineTune:
         share = len(batch) / self._step_rows
         (loss * share).backward()
         self._step_loss += float(loss.detach()) * share
-        self._step_seconds += time.perf_counter() - started
+        self._step_seconds += time.perf_counter() - started - (self._paused_s - paused)
         if self._slices:
             return None
 

@@ -187,6 +187,7 @@ class TrainingService:
         # 3. Fine-tune, one step per device-worker job, so requests queued meanwhile run
         #    between steps rather than after the whole run.
         trainer = FineTune(start, run_dir, config)
+        trainer.yield_to = self.worker.serve_waiting
         resumed = await self.worker.run(trainer.setup)
         resumed_at = trainer.state.step if resumed else 0
         if resumed:

@@ -37,6 +37,29 @@ async def until(check: Callable[[], bool], within: float = 20.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def continue_answer(
+    fake: FakeSlack, name: str, channel: str, *, start: int = 0, within: float = 20.0
+) -> str:
+    """The first text a Slack /continue showed the channel: in the message it streams
+    into (the bot's first chat.postMessage there from `start` on in `fake.posted`), or,
+    when nothing streamed, its answer to `response_url(name)`, which must then be for
+    the channel rather than the asker alone."""
+
+    def found() -> str | None:
+        for p in fake.posted[start:]:
+            if p.method == "chat.postMessage" and p.channel == channel:
+                return p.text
+        for r in fake.responses.get(name, []):
+            assert r.json["response_type"] == "in_channel", r.json
+            return str(r.json["text"])
+        return None
+
+    await until(lambda: found() is not None, within)
+    answer = found()
+    assert answer is not None
+    return answer
+
+
 def with_discord(settings: Settings, fake: FakeDiscord) -> Settings:
     return settings.model_copy(
         update={

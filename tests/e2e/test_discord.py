@@ -18,6 +18,7 @@ from bot.config import Settings
 from bot.domain import ChannelRef, GenerationRequest, GenerationResult
 from bot.jobs import JobResult
 from bot.logs import configure_logging
+from bot.ports import TextListener
 from tests.e2e.serving import DISCORD_TOKEN, serving, with_discord
 from tests.e2e.serving import until as until_true
 from tests.fakes.discord_server import FakeDiscord
@@ -37,7 +38,11 @@ class ScriptedGenerator:
     def __init__(self, text: str, delay: float = 0.0) -> None:
         self.text, self.delay = text, delay
 
-    async def generate(self, request: GenerationRequest) -> GenerationResult:
+    async def generate(
+        self, request: GenerationRequest, on_text: TextListener | None = None
+    ) -> GenerationResult:
+        # No partial texts: the reply is posted whole, as when a text comes too fast to
+        # stream (tests/e2e/test_streaming.py streams).
         await asyncio.sleep(self.delay)
         text = request.prompt + self.text if request.mode == "continue" else self.text
         return GenerationResult((text,), "scripted", 0, 1, self.delay)
@@ -58,7 +63,9 @@ async def test_continue_is_deferred_at_once_and_answered_with_the_prompt(
     assert fake.commands[GUILD]  # slash commands were synced to the guild
     payload = await fake.slash_command(CHANNEL, MEMBER, "continue", {"prompt": "織田信長は、"})
     record = fake.interaction(payload["token"])
-    request = await fake.wait_for_request(method="POST", path=f"/webhooks/{fake.app_id}/")
+    # The answer: the deferred message edited as the text grows (or a followup filling
+    # it in, when the text came too fast to stream).
+    request = await fake.wait_for_request(path=f"/webhooks/{fake.app_id}/{payload['token']}")
     assert record.callback_type == 5  # deferred
     assert record.callback_at is not None and record.callback_at - record.dispatched_at < 1.0
     assert request.json["content"].startswith("織田信長は、")
@@ -190,7 +197,7 @@ async def test_tokens_never_reach_the_logs(
             payload = await fake_discord.slash_command(
                 CHANNEL, MEMBER, "continue", {"prompt": "hi"}
             )
-            await fake_discord.wait_for_request(method="POST", path="/webhooks/")
+            await fake_discord.wait_for_request(path="/webhooks/")  # streamed or posted
     finally:
         for handler in logging.getLogger().handlers:
             handler.flush()

@@ -33,7 +33,7 @@ from adapters.render import escape_slack, neutralise_discord
 from bot.app import App, running_app
 from bot.config import Settings
 from bot.domain import Author, ChannelRef, ChatMessage, GenerationRequest, GenerationResult
-from bot.ports import ImportBatch, JobInfo, TextGenerator
+from bot.ports import ImportBatch, JobInfo, TextGenerator, TextListener
 from tests.conftest import PG_URL
 from tests.e2e.serving import free_port, until
 from tests.fakes.discord_server import FakeDiscord
@@ -76,8 +76,12 @@ class HostileGenerator:
     def __init__(self, inner: TextGenerator) -> None:
         self.inner = inner
 
-    async def generate(self, request: GenerationRequest) -> GenerationResult:
-        result = await self.inner.generate(request)
+    async def generate(
+        self, request: GenerationRequest, on_text: TextListener | None = None
+    ) -> GenerationResult:
+        # Streamed text carries the pings too: a partial must be as inert as the reply.
+        heard = None if on_text is None else (lambda text: on_text(text + HOSTILE))
+        result = await self.inner.generate(request, heard)
         return dataclasses.replace(result, texts=tuple(t + HOSTILE for t in result.texts))
 
 
@@ -258,26 +262,46 @@ class Sender:
 
 
 class Answers:
-    """What the platforms got in answer to each event, indexed once per count."""
+    """What the platforms showed in answer to each event, as each message finally read
+    (answers stream: a message is posted, then edited as the text grows)."""
 
     def __init__(self, sender: Sender, discord: FakeDiscord, slack: FakeSlack) -> None:
         self.sender = sender
-        self.by_path: dict[str, list[str]] = {}  # Discord followups, by webhook path
-        self.by_reference: dict[str, list[str]] = {}  # Discord replies, by message
-        for r in discord.requests:
-            if r.method != "POST" or r.status >= 300 or not isinstance(r.json, dict):
-                continue
-            if r.path.startswith("/webhooks/"):
-                self.by_path.setdefault(r.path, []).append(r.json.get("content", ""))
-            elif (reference := r.json.get("message_reference")) is not None:
-                self.by_reference.setdefault(str(reference.get("message_id")), []).append(
-                    r.json.get("content", "")
-                )
+        self.discord = discord
         self.webhooks = f"/webhooks/{discord.app_id}/"
+        self.followups: dict[str, list[str]] = {}  # Discord followups, by webhook path
+        # Discord interactions whose deferred answer was edited (it shows the first
+        # piece; the first followup of an unedited one fills it, counted as a followup),
+        # and those whose answer was taken back.
+        self.edited: set[str] = set()
+        self.deleted: set[str] = set()
+        for r in discord.requests:
+            if r.status >= 300 or not r.path.startswith(self.webhooks):
+                continue
+            original = r.path.removesuffix("/messages/@original")
+            if r.method == "POST" and isinstance(r.json, dict):
+                self.followups.setdefault(r.path, []).append(r.json.get("content", ""))
+            elif r.method == "PATCH" and original != r.path:
+                self.edited.add(original)
+            elif r.method == "DELETE" and original != r.path:
+                self.deleted.add(original)
+        self.by_reference: dict[str, list[str]] = {}  # Discord replies, by message
+        for stored in discord.channel_messages.values():
+            for m in stored:
+                reference = m.get("message_reference")
+                if reference and m["author"].get("bot"):
+                    key = str(reference.get("message_id"))
+                    self.by_reference.setdefault(key, []).append(m["content"])
         self.by_thread: dict[tuple[str, str | None], list[str]] = {}  # Slack, by thread
+        self.in_channel: dict[str, list[str]] = {}  # Slack /continue answers, in order
         for p in slack.posted:
-            if p.method == "chat.postMessage":
-                self.by_thread.setdefault((p.channel, p.thread_ts), []).append(p.text)
+            if p.method != "chat.postMessage":
+                continue
+            final = slack.versions_of(p.channel, p.ts)[-1]
+            if p.thread_ts is None:
+                self.in_channel.setdefault(p.channel, []).append(final)
+            else:
+                self.by_thread.setdefault((p.channel, p.thread_ts), []).append(final)
         self.responses = {
             name: [str(r.json.get("text")) for r in recorded if isinstance(r.json, dict)]
             for name, recorded in slack.responses.items()
@@ -288,10 +312,28 @@ class Answers:
             if e.kind == "mention":
                 return self.by_reference.get(e.message, [])
             token = self.sender.tokens.get(e.index)
-            return self.by_path.get(self.webhooks + token, []) if token else []
+            if not token:
+                return []
+            path = self.webhooks + token
+            record = self.discord.interaction(token)
+            shown = path in self.edited and path not in self.deleted and record.original
+            first = [record.original["content"]] if shown and record.original else []
+            return first + self.followups.get(path, [])
         if e.kind == "mention":
             return self.by_thread.get((e.channel, e.thread), [])
-        return self.responses.get(f"e{e.index}", [])
+        answers = self.responses.get(f"e{e.index}", [])
+        if e.kind != "continue":
+            return answers
+        # A /continue answer is posted in the channel; it names no command, so it is
+        # told by the prompt it starts with (events in order take the posts in order).
+        prompt = escape_slack(e.text)
+        posts = self.in_channel.get(e.channel, [])
+        # Either there or through response_url (busy, an error, no access), not both.
+        wanted = 0 if answers else e.expected_answers
+        mine = [t for t in posts if t.startswith(prompt)][:wanted]
+        for text in mine:
+            posts.remove(text)
+        return answers + mine
 
 
 async def tally(

@@ -310,8 +310,9 @@ class FakeDiscord:
     is recorded: `requests` (every REST request), `tokens_seen` (Authorization headers),
     `unknown_routes`, `gateway_received` (every gateway payload from the client),
     `dispatched` (every event sent), `interactions` (by token), `commands` (synced app
-    commands; key None for global, else the guild id) and `channel_messages` (each
-    channel's stored messages, oldest first, as REST returns them).
+    commands; key None for global, else the guild id), `channel_messages` (each
+    channel's stored messages, oldest first, as REST returns them) and `versions` (each
+    message's content as created and after each edit, in order: what a user saw of it).
     """
 
     def __init__(
@@ -363,6 +364,7 @@ class FakeDiscord:
         self._admin_role: dict[str, str] = {}
         self._bot_role: dict[str, str] = {}
         self.channel_messages: dict[str, list[Json]] = {}
+        self.versions: dict[str, list[str]] = {}
         if guilds is None:
             guilds = {
                 DEFAULT_GUILD_ID: {
@@ -562,6 +564,16 @@ class FakeDiscord:
         self._rate_limits.append(
             _RateLimit(route, method.upper() if method else None, retry_after, is_global, count)
         )
+
+    def versions_of(self, message_id: int | str) -> list[str]:
+        """What a message showed, in order: its content when created (a deferred
+        interaction's "thinking…" answer: "") and after each edit."""
+        return list(self.versions.get(str(message_id), []))
+
+    def original_versions(self, token: str) -> list[str]:
+        """What an interaction's original answer showed, in order (see versions_of)."""
+        original = self.interaction(token).original
+        return self.versions_of(original["id"]) if original is not None else []
 
     def messages(self, channel_id: int | str) -> list[Json]:
         """A channel's stored messages, oldest first (REST shape)."""
@@ -1048,6 +1060,7 @@ class FakeDiscord:
                     mentions.append(copy.deepcopy(replied))
         if extra:
             message.update(extra)
+        self.versions[message_id] = [content]
         return message
 
     def _gateway_message(self, message: Json) -> Json:
@@ -1871,6 +1884,7 @@ class FakeDiscord:
     def _apply_edit(self, message: Json, body: Json) -> None:
         if "content" in body:
             message["content"] = body["content"] or ""
+            self.versions.setdefault(message["id"], []).append(message["content"])
             message["mentions"] = self._mentions_in(
                 message["content"], body.get("allowed_mentions")
             )

@@ -944,6 +944,17 @@ class FakeSlack:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), remaining)
 
+    def versions_of(self, channel: str, ts: str) -> list[str]:
+        """What a bot message showed, in order: its text when posted (chat.postMessage)
+        and after each chat.update."""
+        return [
+            p.text
+            for p in self.posted
+            if p.channel == channel
+            and p.ts == ts
+            and p.method in ("chat.postMessage", "chat.update")
+        ]
+
     def calls_to(self, method: str) -> list[RecordedCall]:
         return [call for call in self.calls if call.method == method]
 

@@ -406,3 +406,41 @@ async def test_unknown_routes_are_recorded(fake_discord: FakeDiscord) -> None:
         with pytest.raises(discord.NotFound):
             await client.fetch_invite("abc")
     assert fake_discord.unknown_routes == ["GET /invites/abc"]
+
+
+async def test_edits_are_recorded_in_order(fake_discord: FakeDiscord) -> None:
+    """What a user saw of a deferred answer and of a message, edit by edit."""
+    client = make_client()
+    tree = app_commands.CommandTree(client)
+    none = discord.AllowedMentions.none()
+
+    @tree.command(name="continue", description="Continue the text")
+    async def continue_(interaction: discord.Interaction[Any], prompt: str) -> None:
+        await interaction.response.defer(thinking=True)
+        for text in ("one", "one two", "one two three"):
+            await interaction.edit_original_response(content=text, allowed_mentions=none)
+        await interaction.followup.send("four", allowed_mentions=none)
+
+    guild = discord.Object(id=int(DEFAULT_GUILD_ID))
+    tree.copy_global_to(guild=guild)
+    async with running(client):
+        await tree.sync(guild=guild)
+        payload = await fake_discord.slash_command(
+            DEFAULT_CHANNEL_ID, MEMBER_USER_ID, "continue", {"prompt": "p"}
+        )
+        await fake_discord.wait_for_request(method="POST", path="/webhooks/")
+        assert fake_discord.original_versions(payload["token"]) == [
+            "",  # "thinking…"
+            "one",
+            "one two",
+            "one two three",
+        ]
+        (followup,) = fake_discord.interaction(payload["token"]).followups
+        assert fake_discord.versions_of(followup["id"]) == ["four"]
+
+        sent = await text_channel(client).send("a", allowed_mentions=none)
+        await sent.edit(content="ab", allowed_mentions=none)
+        await sent.edit(content="abc", allowed_mentions=none)
+        assert fake_discord.versions_of(sent.id) == ["a", "ab", "abc"]
+    edits = [r for r in fake_discord.requests if r.method == "PATCH"]
+    assert [r.path.rsplit("/", 1)[-1] for r in edits] == ["@original"] * 3 + [str(sent.id)] * 2

@@ -423,3 +423,19 @@ async def test_injected_failures_and_stubs(fake_slack: FakeSlack) -> None:
     assert dm["channel"] == "DMEMBER"
     history = await client.conversations_history(channel="DMEMBER")
     assert [m["text"] for m in history["messages"]] == ["hello"]
+
+
+async def test_updates_are_recorded_in_order(fake_slack: FakeSlack) -> None:
+    """What a user saw of a message, update by update."""
+    client = web_client(fake_slack)
+    first = await client.chat_postMessage(channel=DEFAULT_CHANNEL_ID, text="one")
+    other = await client.chat_postMessage(channel=DEFAULT_CHANNEL_ID, text="other")
+    for text in ("one two", "one two three"):
+        await client.chat_update(channel=DEFAULT_CHANNEL_ID, ts=first["ts"], text=text)
+    assert fake_slack.versions_of(DEFAULT_CHANNEL_ID, first["ts"]) == [
+        "one",
+        "one two",
+        "one two three",
+    ]
+    assert fake_slack.versions_of(DEFAULT_CHANNEL_ID, other["ts"]) == ["other"]
+    assert fake_slack.messages(DEFAULT_CHANNEL_ID)[-2]["text"] == "one two three"

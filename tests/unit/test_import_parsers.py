@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 import zipfile
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -128,16 +127,14 @@ def test_jsonl_bad_record_names_its_line(tmp_path: Path, record: Any, problem: s
     assert problem in reason(exc)
 
 
-def test_jsonl_100k_lines_parse_quickly(tmp_path: Path) -> None:
+def test_jsonl_100k_lines_all_arrive_in_order(tmp_path: Path) -> None:
+    # Speed is `tsuzuki bench import`'s to measure, side by side; here: nothing lost.
     path = tmp_path / "big.jsonl"
     line = '{{"author": "u{0}", "text": "メッセージ {0}", "ts": {0}, "id": {0}}}\n'
     path.write_text("".join(line.format(i) for i in range(100_000)), encoding="utf-8")
-    start = time.perf_counter()
     batch = parse_file(path, channel=CONSOLE)
-    elapsed = time.perf_counter() - start
     assert len(batch.messages) == 100_000
     assert batch.messages[-1].text == "メッセージ 99999"
-    assert elapsed < 10, elapsed
 
 
 # --- Plain text -------------------------------------------------------------------

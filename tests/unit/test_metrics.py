@@ -21,7 +21,7 @@ def test_status_summarises_what_the_engine_recorded() -> None:
     text = "\n".join(lines)
     assert "queue depth 3, refused when full 1" in text
     assert "requests 4: latency p50 ≤ 0.5s, p95 ≤ 4s" in text
-    assert "batches 2, mean rows 3.0; 600 tokens at 200.0 tokens/s" in text
+    assert "decode steps 2, mean rows 3.0; 600 tokens at 200.0 tokens/s" in text
     assert "training steps 1, mean 0.50s" in text
 
 

@@ -1,0 +1,74 @@
+"""Continuous batching and the int8 serving base, at the level of the decoding loop:
+a long prompt prefilled in chunks reads as it would in one pass, rows that join a
+running batch get what they would alone, and the int8 base keeps a token's numbers
+its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from bot.domain import SamplingSettings
+from bot.generation.batching import PREFILL_CHUNK, DecodeBatch, Prefill, Row, decode_rows
+from bot.generation.loading import load_directory
+from bot.generation.quantize import quantize_int8
+from bot.generation.scratch import create_scratch
+from bot.generation.spec import SCRATCH_SIZES
+from tests.integration.test_training import corpus
+
+GREEDY = SamplingSettings().merged({"temperature": 0, "repetition_penalty": 1.0})
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("scratch") / "tiny"
+    create_scratch(directory, SCRATCH_SIZES["tiny"], corpus(200, seed=2))
+    return directory
+
+
+def test_a_long_prompt_prefilled_in_chunks_reads_as_in_one_pass(model_dir: Path) -> None:
+    loaded = load_directory(model_dir, "tiny")
+    prompt = list(range(5, 5 + 3 * PREFILL_CHUNK + 7))  # four chunks
+    prefill = Prefill(loaded.model, None, Row(prompt, GREEDY, 0, 8, None))
+    passes = 1
+    while not prefill.advance():
+        passes += 1
+    with torch.inference_mode():
+        whole = loaded.model(input_ids=torch.tensor([prompt])).logits[0, -1]
+    assert passes == 4
+    assert prefill.logits is not None
+    assert torch.allclose(prefill.logits, whole, atol=1e-4)
+
+
+def test_a_row_that_joins_a_running_batch_writes_what_it_would_alone(model_dir: Path) -> None:
+    loaded = load_directory(model_dir, "tiny")
+    model = loaded.model
+    early = Row(list(range(10, 30)), GREEDY, 0, 24, None)
+    late = Row(list(range(40, 90)), GREEDY, 0, 12, None)  # longer: the batch is re-padded
+    (alone,) = decode_rows(model, [late])
+
+    batch = DecodeBatch(model)
+    first = Prefill(model, None, early)
+    first.advance()
+    (running,) = batch.join([first])
+    for _ in range(5):
+        batch.step()  # the early row is under way
+    second = Prefill(model, None, late)
+    while not second.advance():
+        pass
+    (joined,) = batch.join([second])
+    while batch.live:
+        batch.step()
+    assert joined.outputs == alone
+    assert len(running.outputs) == 24  # the early row went on undisturbed to its end
+
+
+def test_the_int8_base_keeps_each_tokens_numbers_its_own(model_dir: Path) -> None:
+    model = quantize_int8(load_directory(model_dir, "tiny").model)
+    a, b = torch.tensor([list(range(10, 30))]), torch.tensor([list(range(50, 70))])
+    with torch.inference_mode():
+        alone = model(input_ids=a).logits
+        together = model(input_ids=torch.cat([a, b])).logits[:1]
+    assert torch.equal(alone, together)
