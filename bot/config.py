@@ -71,10 +71,11 @@ class Settings(BaseSettings):
     rate_per_channel_per_minute: int = Field(default=30, ge=0)
     # Interactive requests waiting for the device before new ones are refused.
     max_pending_requests: int = Field(default=64, ge=1)
-    # Rows generated together at most, and how long to wait for more to batch (this
-    # much is added to a lone request's latency, a few percent of a generation).
+    # Rows generated together at most, and how long a new batch waits for more
+    # requests (added to a lone request's latency; with continuous batching a request
+    # that comes later joins at the next step anyway, so this can be short).
     max_batch: int = Field(default=16, ge=1, le=256)
-    batch_window_ms: float = Field(default=20.0, ge=0, le=1000)
+    batch_window_ms: float = Field(default=2.0, ge=0, le=1000)
     # Memory for models kept loaded (bases; LoRA adapters ride on them).
     model_cache_mb: int = Field(default=4096, ge=64)
     # Prometheus metrics on http://127.0.0.1:PORT/metrics while the bot runs (0: off);

@@ -112,7 +112,11 @@ class DecodeBatch:
     """The rows decoding together on one model, and their shared cache."""
 
     def __init__(self, model: Any, lora: AdapterSet | None = None) -> None:
+        from bot.generation import gpt2_decode
+
         self.model, self.lora = model, lora
+        # GPT-2s take the written-out decode step (bot/generation/gpt2_decode.py).
+        self.fast = gpt2_decode.supports(model)
         self.live: list[Live] = []
         self.cache: Any = None  # a DynamicCache of ReservedLayers, once a row joined
         self.mask: torch.Tensor | None = None  # [rows, columns]: 1 where a token is
@@ -193,16 +197,26 @@ class DecodeBatch:
         assert self.mask is not None and self.positions is not None
         device = self.model.device
         self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.live), 1))], 1)
+        ids = torch.tensor(chosen, device=device).unsqueeze(1)
+        slots = [lv.row.adapter for lv in self.live]
         with torch.inference_mode():
-            logits = _forward(
-                self.model,
-                self.lora,
-                torch.tensor(chosen, device=device).unsqueeze(1),
-                self.cache,
-                [lv.row.adapter for lv in self.live],
-                attention_mask=self.mask,
-                position_ids=self.positions,
-            )
+            if self.fast:
+                from bot.generation.gpt2_decode import decode_step
+
+                if self.lora is not None:
+                    self.lora.select(slots)
+                logits = decode_step(self.model, ids, self.cache, self.mask, self.positions)
+                logits = logits.float()
+            else:
+                logits = _forward(
+                    self.model,
+                    self.lora,
+                    ids,
+                    self.cache,
+                    slots,
+                    attention_mask=self.mask,
+                    position_ids=self.positions,
+                )
         self.positions = self.positions + 1
         for lv, row_logits in zip(self.live, logits, strict=True):
             lv.logits = row_logits

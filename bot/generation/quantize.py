@@ -6,9 +6,11 @@ adapter added on top in float (bot/generation/lora.py), so the base's cost is sh
 
 On the CPU each linear layer becomes an `Int8Linear`: weights int8 with one scale per
 output feature, activations quantized per token (each token's own scale) on the fly by
-fbgemm's dynamic int8 matmul. Per token, not per batch as torch's `quantize_dynamic`
-does: a token's result then depends on that token alone, so a seeded request reads
-the same alone and in a batch with others, and the quantization error is smaller.
+fbgemm's dynamic int8 matmul. Per token, not per call as torch's `quantize_dynamic`
+does: a token's result in a batch or a prompt then depends on that token alone, and
+the quantization error is smaller. (A lone token, a lone request's decode step, is
+quantized over its own range directly, which is cheaper; so a request may read
+differently alone than in a batch: README "The engine" says exactly when.)
 """
 
 from __future__ import annotations
@@ -51,6 +53,14 @@ class Int8Linear(nn.Module):  # type: ignore[misc]
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         rows = x.reshape(-1, self.in_features)
+        if rows.shape[0] == 1:
+            # One token (a lone request's decode step): fbgemm's range is already this
+            # token's own, and the scaling's half-dozen small ops would cost more than
+            # the matmul itself.
+            y = torch.ops.quantized.linear_dynamic(rows, self._packed, True)
+            if self.bias is not None:
+                y.add_(self.bias)
+            return y.view(*shape[:-1], self.out_features)
         scale = rows.abs().amax(1, keepdim=True).clamp_min_(1e-12)
         y = torch.ops.quantized.linear_dynamic(
             torch.cat([rows / scale, self.anchor]), self._packed, True

@@ -72,3 +72,17 @@ def test_the_int8_base_keeps_each_tokens_numbers_its_own(model_dir: Path) -> Non
         alone = model(input_ids=a).logits
         together = model(input_ids=torch.cat([a, b])).logits[:1]
     assert torch.equal(alone, together)
+
+
+def test_the_written_out_decode_step_computes_what_transformers_does(model_dir: Path) -> None:
+    model = load_directory(model_dir, "tiny").model
+    prompt = list(range(10, 40))
+    prefill = Prefill(model, None, Row(prompt, GREEDY, 0, 4, None))
+    prefill.advance()
+    batch = DecodeBatch(model)
+    assert batch.fast  # a GPT-2: the written-out step
+    (row,) = batch.join([prefill])
+    batch.step()  # picks the first token, then one decode step computes the next logits
+    with torch.inference_mode():
+        full = model(input_ids=torch.tensor([prompt + row.outputs])).logits[0, -1]
+    assert torch.allclose(row.logits, full, atol=1e-4)
