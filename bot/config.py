@@ -82,8 +82,9 @@ class Settings(BaseSettings):
     # `tsuzuki status` reads them from there.
     metrics_port: int = Field(default=0, ge=0, le=65535)
     # Serve every base in low precision: int8 weights on the CPU (bf16 on a GPU), each
-    # channel's LoRA adapter on top in float32. About 3x faster decoding; held-out loss
-    # within 0.5% of float32 (README). False: float32 throughout.
+    # channel's LoRA adapter on top in float32. About 2x faster decoding, held-out loss
+    # within 0.5% of float32; a seeded request may read differently in a batch than
+    # alone (README). False: float32 throughout.
     serve_int8: bool = True
     # A streamed generation (the platform shows text as it is written) reaches its
     # adapter at most this often; adapters also keep to their platform's edit limits.

@@ -118,4 +118,8 @@ def report(r: MixedResult) -> list[str]:
         f"training alone {r.train_alone:7.1f} tokens/s; while serving {r.train_serving:7.1f}"
         f" tokens/s ({loss * 100:.0f}% lost; target ≤ 15%); the requests held the device"
         f" {r.serving_share * 100:.0f}% of that time",
+        f"training per second of device time it had while serving:"
+        f" {r.train_serving / max(1e-9, 1 - r.serving_share):7.1f} tokens/s"
+        f" ({(r.train_serving / max(1e-9, 1 - r.serving_share) / r.train_alone - 1) * 100:+.0f}%"
+        " vs alone: what yielding itself costs)",
     ]

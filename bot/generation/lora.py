@@ -38,7 +38,9 @@ class BatchedLoRA(nn.Module):  # type: ignore[misc]
         # The base may be int8 (no float parameters) or bf16; the adapters stay in
         # float32 either way: their deltas are small next to the base's output and would
         # drown in its rounding.
-        device = next(iter((*base.parameters(), *base.buffers()))).device
+        # (An int8 layer has no tensors torch can see: it lives on the CPU.)
+        weight = next(iter((*base.parameters(), *base.buffers())), None)
+        device = weight.device if weight is not None else torch.device("cpu")
         # A transposed, [slots, rank, in], and B, [slots, rank, out]; slot 0 stays zero.
         # A is kept (rank, in) because a matmul against a contiguous (rank, in) matrix
         # (F.linear) took a seventh of the time of one against (in, rank) for a single
