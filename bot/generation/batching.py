@@ -316,7 +316,8 @@ def _reserved_layer(capacity: int) -> Any:
                     self.buffers or (None, None), (key_states, value_states), strict=True
                 ):
                     shape = (*states.shape[:-2], size, states.shape[-1])
-                    buffer = states.new_zeros(shape)
+                    # Uninitialised: only columns already written are ever read.
+                    buffer = states.new_empty(shape)
                     if old is not None:
                         buffer[..., : self.length, :] = old[..., : self.length, :]
                     grown.append(buffer)
