@@ -94,6 +94,8 @@ class DiscordAdapter:
         api_url: str | None = None,
         gateway_url: str | None = None,
         edit_interval_s: float = EDIT_INTERVAL_S,
+        shard_count: int | None = None,
+        shard_ids: list[int] | None = None,
     ) -> None:
         self.core = core
         self.edit_interval_s = edit_interval_s
@@ -104,7 +106,17 @@ class DiscordAdapter:
         intents.guilds = True
         intents.guild_messages = True
         intents.message_content = True  # privileged: enable it in the developer portal
-        self.client = discord.Client(intents=intents, allowed_mentions=NO_PINGS)
+        # Sharded always (one shard is a shard too): several processes, each with its
+        # own shard ids, split the guilds between them; discord.py sends each shard's
+        # IDENTIFY with (id, count), and Discord routes a guild's events to one shard.
+        shards: dict[str, Any] = {"shard_count": shard_count}
+        if shard_ids is not None:
+            shards["shard_ids"] = shard_ids
+        self.client = discord.AutoShardedClient(
+            intents=intents, allowed_mentions=NO_PINGS, **shards
+        )
+        # Slash commands are the application's, not a shard's: one process syncs them.
+        self.syncs_commands = shard_ids is None or 0 in shard_ids
         self.tree = app_commands.CommandTree(self.client)
         self._register_commands()
         self.client.event(self.on_ready)
@@ -124,14 +136,18 @@ class DiscordAdapter:
         await self.client.close()
 
     async def on_ready(self) -> None:
+        if self.syncs_commands:
+            await self._sync_commands()
+        log.info("discord: connected as %s", self.client.user)
+        self.ready.set()
+
+    async def _sync_commands(self) -> None:
         if self.sync_guild:
             guild = discord.Object(id=self.sync_guild)
             self.tree.copy_global_to(guild=guild)
             await self.tree.sync(guild=guild)
         else:
             await self.tree.sync()
-        log.info("discord: connected as %s", self.client.user)
-        self.ready.set()
 
     # --- history (backfill) ------------------------------------------------------------
 

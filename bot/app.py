@@ -159,6 +159,8 @@ def _discord(settings: Settings, core: Core) -> Platform:
         api_url=settings.discord_api_url,
         gateway_url=settings.discord_gateway_url,
         edit_interval_s=settings.discord_edit_interval_s,
+        shard_count=settings.discord_shard_count,
+        shard_ids=settings.discord_shard_ids,
     )
 
 

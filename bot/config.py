@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     discord_api_url: str | None = None
     discord_gateway_url: str | None = None
     discord_sync_guild: int | None = None
+    # Sharding, so several bot processes split the guilds: how many shards in all, and
+    # which this process runs (JSON, e.g. TSUZUKI_DISCORD_SHARD_IDS='[0, 1]'). Unset: the
+    # count Discord recommends, every shard in this process.
+    discord_shard_count: int | None = Field(default=None, ge=1, le=10_000)
+    discord_shard_ids: list[int] | None = None
     # Seconds between edits of a message that shows a generation as it is written
     # (Discord allows about five edits in five seconds per channel; Slack's chat.update
     # about 50 a minute per workspace, which the Slack adapter also keeps to in all).
@@ -132,6 +137,18 @@ class Settings(BaseSettings):
         if not v.strip():
             raise ValueError("must name a hub id, a directory or scratch[:size]")
         return v.strip()
+
+    @field_validator("discord_shard_ids")
+    @classmethod
+    def _shards_within_count(cls, v: list[int] | None, info: ValidationInfo) -> list[int] | None:
+        if v is None:
+            return v
+        count = info.data.get("discord_shard_count")
+        if count is None:
+            raise ValueError("needs TSUZUKI_DISCORD_SHARD_COUNT: ids are out of a count")
+        if not v or len(set(v)) != len(v) or not all(0 <= i < count for i in v):
+            raise ValueError(f"must be distinct shard ids from 0 to {count - 1}")
+        return sorted(v)
 
     @field_validator("data_dir")
     @classmethod

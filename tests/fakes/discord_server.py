@@ -393,6 +393,7 @@ class FakeDiscord:
         self._waiters: list[_Waiter] = []
         self._sessions: dict[str, _Session] = {}
         self._connections: set[_Connection] = set()
+        self.shards = 1  # what GET /gateway/bot recommends
         self._connected = asyncio.Event()
 
         self._runner: web.AppRunner | None = None
@@ -1220,7 +1221,9 @@ class FakeDiscord:
         ready: Json = {
             "v": 10,
             "user": {**self.bot_user, "verified": True, "mfa_enabled": False, "email": None},
-            "guilds": [{"id": gid, "unavailable": True} for gid in self.guilds],
+            "guilds": [
+                {"id": gid, "unavailable": True} for gid in self.guilds if self._holds(session, gid)
+            ],
             "session_id": session.id,
             "session_type": "normal",
             "resume_gateway_url": self.gateway_url,
@@ -1238,7 +1241,8 @@ class FakeDiscord:
         await self._send_to(session, "READY", ready)
         if session.intents & INTENT_GUILDS:
             for gid in self.guilds:
-                await self._send_to(session, "GUILD_CREATE", self._guild_create(gid))
+                if self._holds(session, gid):
+                    await self._send_to(session, "GUILD_CREATE", self._guild_create(gid))
         self._update_connected()
 
     async def _resume(self, conn: _Connection, data: Json) -> None:
@@ -1318,8 +1322,19 @@ class FakeDiscord:
             await session.conn.send(payload)
 
     async def _dispatch(self, event: str, data: Json) -> None:
+        # As on Discord: a guild's events go to the one shard that holds the guild,
+        # anything else (DMs) to shard 0.
+        guild_id = data.get("guild_id")
         for session in list(self._sessions.values()):
-            await self._send_to(session, event, data)
+            if self._holds(session, None if guild_id is None else str(guild_id)):
+                await self._send_to(session, event, data)
+
+    @staticmethod
+    def _holds(session: _Session, guild_id: str | None) -> bool:
+        shard, count = session.shard
+        if guild_id is None:
+            return shard == 0
+        return (int(guild_id) >> 22) % count == shard
 
     async def _echo(self, event: str, data: Json) -> None:
         """The bot's own actions come back over the gateway, as on Discord."""
@@ -1563,7 +1578,9 @@ class FakeDiscord:
         self, request: web.Request, recorded: RecordedRequest, params: dict[str, str]
     ) -> web.Response:
         limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
-        return _json_response({"url": self.gateway_url, "shards": 1, "session_start_limit": limit})
+        return _json_response(
+            {"url": self.gateway_url, "shards": self.shards, "session_start_limit": limit}
+        )
 
     async def _get_application(
         self, request: web.Request, recorded: RecordedRequest, params: dict[str, str]
