@@ -119,8 +119,8 @@ async def _tsuzuki(
 def quality(model_dir: Path) -> tuple[float, float]:
     """Eval loss (nats/token) of a trained version on demo messages: float32 as
     training left it, and as served (int8 base; a LoRA version's adapter on top)."""
-    from bot.generation.bases import ADAPTER_CONFIG, locate
-    from bot.generation.loading import load_directory
+    from bot.generation.bases import ADAPTER_CONFIG
+    from bot.generation.loading import load_directory, lora_base
     from bot.generation.quantize import quantize_int8
     from bot.training.evaluation import evaluate_texts
 
@@ -130,12 +130,10 @@ def quality(model_dir: Path) -> tuple[float, float]:
     if not (model_dir / ADAPTER_CONFIG).is_file():
         served = quantize_int8(loaded.model)
     else:
-        import json
-
         from bot.generation.lora import AdapterSet
 
-        base = json.loads((model_dir / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
-        served = quantize_int8(load_directory(locate(base), base).model)
+        base = lora_base(model_dir)
+        served = quantize_int8(load_directory(base, str(base)).model)
         adapters = AdapterSet(served, 1)
         adapters.select([adapters.slot(str(model_dir))])
     int8 = evaluate_texts(served, loaded.tokenizer, texts, 128).loss

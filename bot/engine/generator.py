@@ -36,9 +36,8 @@ class LocalGenerator:
         *,
         stream_interval_s: float = 0.2,
     ) -> None:
-        self.stream_interval_s = (
-            stream_interval_s  # a streamed request hears its text at most this often
-        )
+        # A streamed request hears its text at most this often.
+        self.stream_interval_s = stream_interval_s
         self.resolver = resolver
         self.worker = worker
         self.cache = cache or ModelCache(DEFAULT_CACHE_BYTES)

@@ -35,7 +35,6 @@ from bot.errors import BusyError
 from bot.generation.libraries import import_libraries
 
 T = TypeVar("T")
-R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 

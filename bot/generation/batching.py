@@ -117,6 +117,7 @@ class DecodeBatch:
         self.model, self.lora = model, lora
         # GPT-2s take the written-out decode step (bot/generation/gpt2_decode.py).
         self.fast = gpt2_decode.supports(model)
+        self._decode_step = gpt2_decode.decode_step
         self.live: list[Live] = []
         self.cache: Any = None  # a DynamicCache of ReservedLayers, once a row joined
         self.mask: torch.Tensor | None = None  # [rows, columns]: 1 where a token is
@@ -201,11 +202,9 @@ class DecodeBatch:
         slots = [lv.row.adapter for lv in self.live]
         with torch.inference_mode():
             if self.fast:
-                from bot.generation.gpt2_decode import decode_step
-
                 if self.lora is not None:
                     self.lora.select(slots)
-                logits = decode_step(self.model, ids, self.cache, self.mask, self.positions)
+                logits = self._decode_step(self.model, ids, self.cache, self.mask, self.positions)
                 logits = logits.float()
             else:
                 logits = _forward(

@@ -91,6 +91,14 @@ def load_trainable(source: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBas
     return model.to(pick_device()), tokenizer
 
 
+def lora_base(path: Path) -> Path:
+    """The directory of the base a LoRA version's adapter names (by spec: a hub id, a
+    directory), resolved like any base."""
+    from peft import PeftConfig
+
+    return locate(PeftConfig.from_pretrained(str(path)).base_model_name_or_path)
+
+
 def _model_from(path: Path, *, merge: bool) -> PreTrainedModel:
     import torch
     from transformers import AutoModelForCausalLM
@@ -99,10 +107,9 @@ def _model_from(path: Path, *, merge: bool) -> PreTrainedModel:
         return AutoModelForCausalLM.from_pretrained(
             str(path), local_files_only=True, dtype=torch.float32
         )
-    from peft import PeftConfig, PeftModel
+    from peft import PeftModel
 
-    # The adapter names its base by spec (a hub id, a directory); resolved like any base.
-    base_dir = locate(PeftConfig.from_pretrained(str(path)).base_model_name_or_path)
+    base_dir = lora_base(path)
     base = AutoModelForCausalLM.from_pretrained(
         str(base_dir), local_files_only=True, dtype=torch.float32
     )
