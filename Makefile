@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+RAY    := $(VENV)/.installed-ray
 
 .PHONY: install run test lint clean
 
@@ -12,6 +13,11 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+# Ray mode's extra, for the tests of tests/**/test_ray*.py (the bot itself runs without).
+$(RAY): $(STAMP)
+	$(BIN)/pip install -q -e '.[dev,ray]'
+	touch $(RAY)
 
 install: $(STAMP)
 
@@ -25,7 +31,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+test: lint $(RAY)
 	$(BIN)/pytest -q
 
 clean:

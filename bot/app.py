@@ -22,6 +22,7 @@ from bot.config import Settings, load_settings
 from bot.core import Core
 from bot.domain import ChannelRef
 from bot.engine.generator import LocalGenerator
+from bot.engine.local import LocalEngine
 from bot.engine.ratelimit import RateLimiter
 from bot.engine.worker import DeviceWorker
 from bot.errors import UserError
@@ -30,7 +31,7 @@ from bot.generation.resolver import ModelResolver
 from bot.generation.spec import ModelSpec
 from bot.ingest import Ingest
 from bot.jobs import JobResult, JobRunner
-from bot.ports import TextGenerator
+from bot.ports import Engine, TextGenerator
 from bot.supervisor import Backoff, Platform, PlatformMetrics, Supervisor
 from bot.training.service import TrainingService
 from storage.db import Database, open_database
@@ -50,8 +51,11 @@ class App:
     channels: SqlChannelStore
     messages: SqlMessageStore
     registry: SqlModelRegistry
+    # This process's device: the engine's, with TSUZUKI_ENGINE=local; with ray only
+    # for the light work left here (building a channel's scratch base, `evaluate`).
     worker: DeviceWorker
     resolver: ModelResolver
+    engine: Engine
     generator: TextGenerator
     commands: Commands
     core: Core
@@ -104,6 +108,7 @@ class App:
             )
 
     async def close(self) -> None:
+        self.engine.close()
         self.worker.close()
         await self.db.dispose()
 
@@ -185,7 +190,8 @@ def _slack(settings: Settings, core: Core) -> Platform:
 
 
 async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
-    """Builds the app; `overrides` replace parts by name (db, worker, generator)."""
+    """Builds the app; `overrides` replace parts by name (db, worker, engine,
+    generator)."""
     settings = settings or load_settings()
     M.set_locale(settings.locale)
     base = ModelSpec.parse(settings.base_model)
@@ -202,14 +208,10 @@ async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
         batch_window_s=settings.batch_window_ms / 1000,
     )
     resolver = ModelResolver(base, settings.models_dir, registry, messages, worker)
-    generator: TextGenerator = overrides.get("generator") or LocalGenerator(
-        resolver,
-        worker,
-        ModelCache(settings.model_cache_mb * 2**20, int8=settings.serve_int8),
-        stream_interval_s=settings.stream_interval_ms / 1000,
-    )
     training = TrainingService(settings, channels, messages, registry, resolver, worker)
-    runner = JobRunner(settings, jobs, training, channels, messages, registry, users)
+    engine: Engine = overrides.get("engine") or await _engine(settings, resolver, worker, training)
+    generator: TextGenerator = overrides.get("generator") or engine
+    runner = JobRunner(settings, jobs, engine, channels, messages, registry, users)
     commands = Commands(
         channels=channels,
         messages=messages,
@@ -236,6 +238,7 @@ async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
         registry,
         worker,
         resolver,
+        engine,
         generator,
         commands,
         core,
@@ -244,6 +247,23 @@ async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
         runner,
         platforms,
     )
+
+
+async def _engine(
+    settings: Settings, resolver: ModelResolver, worker: DeviceWorker, training: TrainingService
+) -> Engine:
+    if settings.engine == "ray":
+        # Imported only here: Ray is an extra (`pip install tsuzuki[ray]`).
+        from bot.engine.ray_engine import RayEngine
+
+        return await RayEngine.start(settings, resolver)
+    generator = LocalGenerator(
+        resolver,
+        worker,
+        ModelCache(settings.model_cache_mb * 2**20, int8=settings.serve_int8),
+        stream_interval_s=settings.stream_interval_ms / 1000,
+    )
+    return LocalEngine(generator, training, worker)
 
 
 @asynccontextmanager

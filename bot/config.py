@@ -90,6 +90,27 @@ class Settings(BaseSettings):
     # adapter at most this often; adapters also keep to their platform's edit limits.
     stream_interval_ms: float = Field(default=200.0, ge=0, le=10_000)
 
+    # Where generation and training run: `local`, this process's device (one thread
+    # that owns the CPU or GPU); `ray`, a Ray cluster: generation on a Ray Serve
+    # deployment that routes each channel to a replica holding its adapter, training
+    # as Ray tasks wherever a GPU is free (README "Scaling out").
+    engine: Literal["local", "ray"] = "local"
+    # The cluster to join: the head's address (ray-head:6379) or a Ray Client URL
+    # (ray://host:10001). Unset: a Ray started in this process (development, benches).
+    ray_address: str | None = None
+    # Generation replicas, and what each holds: GPUs (1 on a GPU node; 0 serves on CPU
+    # cores) and CPU cores (its torch threads); channels whose adapters it keeps ready.
+    ray_replicas: int = Field(default=1, ge=1, le=1024)
+    ray_replica_gpus: float = Field(default=0.0, ge=0, le=8)
+    ray_replica_cpus: float = Field(default=1.0, gt=0, le=256)
+    ray_adapters_per_replica: int = Field(default=64, ge=1, le=100_000)
+    # What one training run claims.
+    ray_train_gpus: float = Field(default=0.0, ge=0, le=8)
+    ray_train_cpus: float = Field(default=1.0, gt=0, le=256)
+    # Training jobs one bot process runs at once (with Ray: one per free GPU makes the
+    # nightly queue shorter; locally they would only share the one device).
+    train_concurrency: int = Field(default=1, ge=1, le=1024)
+
     # Default sampling settings (channel settings and per-request overrides win).
     temperature: float = SamplingSettings.temperature
     top_k: int = SamplingSettings.top_k

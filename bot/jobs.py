@@ -28,10 +28,12 @@ from bot.ports import (
     JobStore,
     MessageStore,
     ModelRegistry,
+    Trainer,
     UserStore,
+    WorkerLost,
 )
 from bot.training.finetune import StepResult
-from bot.training.service import ProgressFn, TrainingService, TrainOptions, TrainOutcome
+from bot.training.service import ProgressFn, TrainOptions, TrainOutcome
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,9 @@ HEARTBEAT_EVERY_S = 5.0
 STALE_AFTER_S = 10 * HEARTBEAT_EVERY_S
 IDLE_POLL_S = 30.0
 BACKFILL_PAGE = 100  # messages per history request (Discord's maximum)
+# A job whose worker died this many times (claims) fails rather than going back again:
+# something in it (its data, its size) kills whatever runs it.
+MAX_ATTEMPTS = 3
 
 ProgressFactory = Callable[[JobInfo], ProgressFn | None]
 
@@ -52,7 +57,7 @@ ProgressFactory = Callable[[JobInfo], ProgressFn | None]
 @dataclass(frozen=True)
 class JobResult:
     job: JobInfo
-    status: str  # succeeded | failed
+    status: str  # succeeded | failed | requeued (its worker died; it resumes)
     outcome: TrainOutcome | None = None
     error: str | None = None
 
@@ -62,7 +67,7 @@ class JobRunner:
         self,
         settings: Settings,
         jobs: JobStore,
-        training: TrainingService,
+        training: Trainer,
         channels: ChannelStore,
         messages: MessageStore,
         registry: ModelRegistry,
@@ -136,10 +141,16 @@ class JobRunner:
         return await self.jobs.claim(job.id)
 
     async def run_pending(self, progress: ProgressFactory | None = None) -> list[JobResult]:
-        """Runs queued jobs one after another until none is left."""
-        done = []
-        while (job := await self.jobs.claim_next()) is not None:
-            done.append(await self.run(job, progress))
+        """Runs queued jobs until none is left (a job whose worker died is claimed
+        again at once and resumes from its checkpoint)."""
+        done: list[JobResult] = []
+
+        async def lane() -> None:
+            while (job := await self.jobs.claim_next()) is not None:
+                done.append(await self.run(job, progress))
+
+        # Up to TSUZUKI_TRAIN_CONCURRENCY jobs at once (one per GPU of a Ray cluster).
+        await asyncio.gather(*(lane() for _ in range(self.settings.train_concurrency)))
         return done
 
     async def run(self, job: JobInfo, progress: ProgressFactory | None = None) -> JobResult:
@@ -190,6 +201,23 @@ class JobRunner:
             outcome = await self._work(job, progress)
         except UserError as e:
             status, error = "failed", e.reason
+        except WorkerLost as e:
+            beat.cancel()
+            if job.attempts < MAX_ATTEMPTS and not (lost and task.uncancel() == 0):
+                log.warning(
+                    "job %d (%s %s): %s; queued again to resume", job.id, job.kind, job.channel, e
+                )
+                await self._release(job)
+                return JobResult(job, "requeued", error=str(e))
+            log.error(
+                "job %d (%s %s): %s, %d times; failed",
+                job.id,
+                job.kind,
+                job.channel,
+                e,
+                job.attempts,
+            )
+            status, error = "failed", M.t("internal_error")
         except asyncio.CancelledError:
             beat.cancel()
             if lost and task.uncancel() == 0:

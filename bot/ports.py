@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.domain import (
     ChannelRef,
@@ -19,6 +19,9 @@ from bot.domain import (
     ModelVersionInfo,
     Reply,
 )
+
+if TYPE_CHECKING:
+    from bot.training.service import ProgressFn, TrainOptions, TrainOutcome
 
 
 @dataclass(frozen=True)
@@ -241,6 +244,32 @@ class TextGenerator(Protocol):
         self, request: GenerationRequest, on_text: TextListener | None = None
     ) -> GenerationResult:
         """`on_text` hears the first text as it grows (streaming)."""
+        ...
+
+
+class Trainer(Protocol):
+    """Runs one training run of a channel wherever the engine trains (this process's
+    device, or a Ray worker with a GPU); the job table stays with the caller."""
+
+    async def train(
+        self, ref: ChannelRef, options: TrainOptions, progress: ProgressFn | None = None
+    ) -> TrainOutcome:
+        """Raises WorkerLost when the process running it died half-way."""
+        ...
+
+
+class WorkerLost(Exception):
+    """The process that ran a job's work is gone (a Ray worker killed, its node lost).
+    Nothing is wrong with the job: it goes back to the queue and resumes from its last
+    checkpoint."""
+
+
+class Engine(TextGenerator, Trainer, Protocol):
+    """Where the models run: `local` (bot/engine/local.py) or `ray`
+    (bot/engine/ray_engine.py). The core and the job runner see only this."""
+
+    def close(self) -> None:
+        """Lets go of the device or the cluster."""
         ...
 
 

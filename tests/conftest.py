@@ -138,3 +138,26 @@ def live_pid() -> Iterator[int]:
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[None]:
+    """A Ray of this machine's two cores, for one test module (Ray mode's tests,
+    tests/**/test_ray*.py). It listens on free ports (Redis holds Ray's default, 6379)."""
+    import logging
+
+    import ray
+    from ray import serve
+
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=128 * 2**20,
+        logging_level=logging.WARNING,
+        runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1"}},
+    )
+    try:
+        yield
+    finally:
+        serve.shutdown()
+        ray.shutdown()

@@ -1,9 +1,12 @@
-"""LocalGenerator: the TextGenerator port on this process's device worker.
+"""Generation on a device: the TextGenerator port on this process's device worker.
 
-Each request is resolved to its model on the event loop, then queued on the device
-worker, where a serving session (bot/engine/session.py) batches it continuously with
-whatever else is running: one batch per base model, each row with its channel's
-adapter, settings and seed.
+`DeviceServer` queues a request, its model already resolved, on a device worker, where
+a serving session (bot/engine/session.py) batches it continuously with whatever else
+is running: one batch per base model, each row with its channel's adapter, settings
+and seed. A Ray Serve replica (bot/engine/ray_serving.py) runs the same server.
+
+`LocalGenerator` resolves each request's model on the event loop (`generate_current`,
+shared with the Ray engine), then serves it here.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bot.device import Priority
@@ -26,41 +30,48 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_BYTES = 4 * 2**30
 
+# Serves one request on a resolved model with a fixed seed.
+ServeFn = Callable[
+    [ModelSource, GenerationRequest, int, TextListener | None], Awaitable[GenerationResult]
+]
 
-class LocalGenerator:
+
+async def generate_current(
+    resolver: ModelResolver,
+    request: GenerationRequest,
+    on_text: TextListener | None,
+    serve: ServeFn,
+) -> GenerationResult:
+    """Serves the request on the model that answers for its channel now, its seed drawn
+    here when it has none (so a retry reads the same)."""
+    source = await resolver.resolve(request.channel)
+    seed = request.settings.seed
+    if seed is None:
+        seed = secrets.randbelow(2**32)
+    try:
+        return await serve(source, request, seed, on_text)
+    except Exception:
+        if _on_disk(source):
+            raise
+        # Its model was withdrawn while the request waited (a member opted out: the
+        # files that learnt from their messages are deleted): once more, with the
+        # model that answers now.
+        source = await resolver.resolve(request.channel)
+        return await serve(source, request, seed, on_text)
+
+
+class DeviceServer:
+    """Serves resolved requests on one device worker, batched continuously."""
+
     def __init__(
-        self,
-        resolver: ModelResolver,
-        worker: DeviceWorker,
-        cache: ModelCache | None = None,
-        *,
-        stream_interval_s: float = 0.2,
+        self, worker: DeviceWorker, cache: ModelCache, *, stream_interval_s: float = 0.2
     ) -> None:
+        self.worker = worker
+        self.cache = cache
         # A streamed request hears its text at most this often.
         self.stream_interval_s = stream_interval_s
-        self.resolver = resolver
-        self.worker = worker
-        self.cache = cache or ModelCache(DEFAULT_CACHE_BYTES)
 
-    async def generate(
-        self, request: GenerationRequest, on_text: TextListener | None = None
-    ) -> GenerationResult:
-        source = await self.resolver.resolve(request.channel)
-        seed = request.settings.seed
-        if seed is None:
-            seed = secrets.randbelow(2**32)
-        try:
-            return await self._generate(source, request, seed, on_text)
-        except Exception:
-            if _on_disk(source):
-                raise
-            # Its model was withdrawn while the request waited (a member opted out: the
-            # files that learnt from their messages are deleted): once more, with the
-            # model that answers now.
-            source = await self.resolver.resolve(request.channel)
-            return await self._generate(source, request, seed, on_text)
-
-    async def _generate(
+    async def serve(
         self,
         source: ModelSource,
         request: GenerationRequest,
@@ -79,6 +90,31 @@ class LocalGenerator:
         Session(self.cache, self.worker.metrics, self.worker.max_batch, self.stream_interval_s).run(
             feed
         )
+
+
+class LocalGenerator:
+    def __init__(
+        self,
+        resolver: ModelResolver,
+        worker: DeviceWorker,
+        cache: ModelCache | None = None,
+        *,
+        stream_interval_s: float = 0.2,
+    ) -> None:
+        self.resolver = resolver
+        self.worker = worker
+        self.server = DeviceServer(
+            worker, cache or ModelCache(DEFAULT_CACHE_BYTES), stream_interval_s=stream_interval_s
+        )
+
+    @property
+    def cache(self) -> ModelCache:
+        return self.server.cache
+
+    async def generate(
+        self, request: GenerationRequest, on_text: TextListener | None = None
+    ) -> GenerationResult:
+        return await generate_current(self.resolver, request, on_text, self.server.serve)
 
 
 def _on_disk(source: ModelSource) -> bool:

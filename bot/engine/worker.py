@@ -217,9 +217,16 @@ class DeviceWorker:
                     self._pending_interactive -= 1
                     self.metrics.queue_depth.set(self._pending_interactive)
 
+    @property
+    def alive(self) -> bool:
+        """The device thread still runs (a Ray replica's health check asks)."""
+        return self._thread.is_alive()
+
     def close(self) -> None:
-        self._queue.put((-1, next(self._seq), None))  # before anything else
-        self._thread.join()
+        """Stops the device thread (again: nothing)."""
+        if self._thread.is_alive():
+            self._queue.put((-1, next(self._seq), None))  # before anything else
+            self._thread.join()
 
     # --- the device thread ---------------------------------------------------------------
 

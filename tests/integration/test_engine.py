@@ -16,6 +16,7 @@ from bot.config import Settings
 from bot.device import Priority
 from bot.domain import ChannelRef, GenerationRequest
 from bot.engine.generator import LocalGenerator
+from bot.engine.local import LocalEngine
 from bot.engine.worker import DeviceWorker
 from bot.errors import BusyError
 from tests.integration.test_training import QUICK, corpus, ready_channel
@@ -124,7 +125,8 @@ async def test_lora_channels_share_one_base_in_one_batch(
         assert app.worker.batch_sizes == [3]
         assert isinstance(app.generator, LocalGenerator)
         # One base in memory, with both channels' adapters on it.
-        (serving,) = app.generator.cache._models.values()
+        assert isinstance(app.engine, LocalEngine)
+        (serving,) = app.engine.generator.cache._models.values()
         assert serving.lora is not None and len(serving.lora.slots) == 2
 
 
