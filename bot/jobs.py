@@ -149,8 +149,14 @@ class JobRunner:
             while (job := await self.jobs.claim_next()) is not None:
                 done.append(await self.run(job, progress))
 
-        # Up to TSUZUKI_TRAIN_CONCURRENCY jobs at once (one per GPU of a Ray cluster).
-        await asyncio.gather(*(lane() for _ in range(self.settings.train_concurrency)))
+        lanes = self.settings.train_concurrency
+        if lanes == 1:
+            # In this task: a KeyboardInterrupt (Ctrl-C in `tsuzuki train`) must reach
+            # the caller as it is, not through a task the event loop re-raises it from.
+            await lane()
+        else:
+            # Up to TSUZUKI_TRAIN_CONCURRENCY jobs at once (one per GPU of a Ray cluster).
+            await asyncio.gather(*(lane() for _ in range(lanes)))
         return done
 
     async def run(self, job: JobInfo, progress: ProgressFactory | None = None) -> JobResult:

@@ -8,6 +8,10 @@ base with 8 adapters applied per row).
 
 Each side runs in its own process, so resident memory is measured cleanly; both use
 the same weights, prompts, sampling settings and torch thread count.
+
+`--engine ray` instead sets the same engine behind Ray (a local Ray started by that
+side: a Ray Serve replica with the same threads, requests through a deployment handle)
+against the local engine: what Ray's routing, serialisation and streaming cost.
 """
 
 from __future__ import annotations
@@ -90,14 +94,21 @@ def run_baseline(base: Path, adapters: list[Path], texts: list[str], threads: in
 
 
 async def run_tsuzuki(
-    base: Path, adapters: list[Path], texts: list[str], threads: int, workdir: Path
+    base: Path,
+    adapters: list[Path],
+    texts: list[str],
+    threads: int,
+    workdir: Path,
+    engine: str = "local",
 ) -> SideResult:
     from datetime import UTC, datetime
 
     from bot.app import running_app
     from bot.domain import ChannelRef, GenerationRequest, ModelVersionInfo
 
-    settings = bench_settings(workdir, "serve", base, threads, max_batch=REQUESTS)
+    settings = bench_settings(
+        workdir, "serve", base, threads, max_batch=REQUESTS, engine=engine, ray_replica_cpus=threads
+    )
     before = rss_mb()
     async with running_app(settings) as app:
         refs = [ChannelRef.parse(f"console:bench{i}") for i in range(CHANNELS)]
@@ -137,7 +148,10 @@ def _side_main(side: str, workdir: str, threads: str) -> None:
     if side == "baseline":
         result = run_baseline(base, adapters, texts, int(threads))
     else:
-        result = asyncio.run(run_tsuzuki(base, adapters, texts, int(threads), Path(workdir)))
+        engine = "ray" if side == "ray" else "local"
+        result = asyncio.run(
+            run_tsuzuki(base, adapters, texts, int(threads), Path(workdir), engine)
+        )
     print(json.dumps(result.__dict__))
 
 
@@ -157,6 +171,23 @@ def report(baseline: SideResult, ours: SideResult) -> list[str]:
         line("tsuzuki", ours),
         f"throughput {ours.tokens_per_s / baseline.tokens_per_s:.2f}x the baseline (target ≥ 8x);"
         f" memory {ours.memory_mb / baseline.memory_mb:.2f} of the baseline's (target ≤ 0.25)",
+    ]
+
+
+def report_ray(local: SideResult, ray: SideResult) -> list[str]:
+    def line(name: str, r: SideResult) -> str:
+        return (
+            f"{name:<14} {r.tokens_per_s:8.1f} tokens/s  p50 {percentile(r.latencies, 0.5):6.2f}s"
+            f"  p95 {percentile(r.latencies, 0.95):6.2f}s"
+        )
+
+    p95 = percentile(ray.latencies, 0.95) / percentile(local.latencies, 0.95)
+    return [
+        line("local engine", local),
+        line("ray engine", ray),
+        f"p95 {p95:.2f}x the local engine's",
+        f"ray: overhead {local.tokens_per_s / ray.tokens_per_s:.2f}x the local engine"
+        " (time for the same work; target ≤ 1.25x)",
     ]
 
 

@@ -92,17 +92,38 @@ def bench_continue_cmd(
 
 
 @bench_cli.command("serve")
-def bench_serve_cmd() -> None:
+def bench_serve_cmd(
+    engine: Annotated[
+        str,
+        typer.Option(help="ray: the same requests on the Ray engine (a local Ray) vs local."),
+    ] = "local",
+) -> None:
     """16 concurrent requests from 8 LoRA channels: Tsuzuki's engine vs one
     transformers pipeline per channel, one request after another; then 64 requests
-    from 32 channels arriving over 2 s."""
+    from 32 channels arriving over 2 s. With --engine ray: the Ray engine against the
+    local one on the first scenario."""
     from bot.benchmarks import arrivals, serve
+
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter("local or ray", param_hint="--engine")
 
     async def work(settings: Settings) -> None:
         workdir = settings.data_dir / "bench"
         threads = settings.effective_torch_threads
         with err.status("building the 124M base and 8 adapters (cached for later runs)…"):
             await asyncio.to_thread(serve.prepare, workdir)
+        if engine == "ray":
+            with err.status("local engine…"):
+                local = await asyncio.to_thread(serve.run_side, "tsuzuki", workdir, threads)
+            with err.status("ray engine (starting a local Ray)…"):
+                ray = await asyncio.to_thread(serve.run_side, "ray", workdir, threads)
+            out.print(
+                f"16 requests, 8 channels, 64 new tokens each, torch threads {threads}",
+                markup=False,
+            )
+            for line in serve.report_ray(local, ray):
+                out.print(line, markup=False)
+            return
         with err.status("baseline: transformers pipeline, one request at a time…"):
             baseline = await asyncio.to_thread(serve.run_side, "baseline", workdir, threads)
         with err.status("tsuzuki: batched engine…"):

@@ -12,6 +12,7 @@ looks like it works.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -116,7 +117,12 @@ def _model_from(path: Path, *, merge: bool) -> PreTrainedModel:
     if merge:
         # Evaluation and one-off loads: fold the adapter into the weights, so a forward
         # pass costs what the base costs. (Serving keeps adapters apart: generation/lora.py.)
-        return PeftModel.from_pretrained(base, str(path)).merge_and_unload()
+        with warnings.catch_warnings():
+            # peft >= 0.21 warns when a merge leaves the embeddings untied, comparing
+            # storage pointers; our adapters never touch the embeddings (peft's GPT-2
+            # targets are the attention projections), so there is nothing to tell anyone.
+            warnings.filterwarnings("ignore", "Input and output embeddings are no longer tied")
+            return PeftModel.from_pretrained(base, str(path)).merge_and_unload()
     model = PeftModel.from_pretrained(base, str(path), is_trainable=True)
     # peft reads the base's config again when saving; point it at the directory found
     # here, or it would look the hub id up on the network. (The saved version names

@@ -15,7 +15,6 @@ from bot.app import App, running_app
 from bot.config import Settings
 from bot.device import Priority
 from bot.domain import ChannelRef, GenerationRequest
-from bot.engine.generator import LocalGenerator
 from bot.engine.local import LocalEngine
 from bot.engine.worker import DeviceWorker
 from bot.errors import BusyError
@@ -123,7 +122,6 @@ async def test_lora_channels_share_one_base_in_one_batch(
         alone, together = await alone_then_together(app, requests)
         assert together == alone
         assert app.worker.batch_sizes == [3]
-        assert isinstance(app.generator, LocalGenerator)
         # One base in memory, with both channels' adapters on it.
         assert isinstance(app.engine, LocalEngine)
         (serving,) = app.engine.generator.cache._models.values()

@@ -75,10 +75,12 @@ def processes_titled(title: str) -> list[int]:
 
 
 async def test_each_request_keeps_its_settings_and_seed(app: App) -> None:
+    # Alone, a seeded request reads the same each time (in a batch, int8 may round it
+    # differently: README "The engine").
     seeded = ask(app, A, "織田信長は、", seed=5, max_new_tokens=24)
-    first, again, other, greedy, top1, short = await asyncio.gather(
-        app.generator.generate(seeded),
-        app.generator.generate(seeded),
+    first = await app.generator.generate(seeded)
+    again = await app.generator.generate(seeded)
+    other, greedy, top1, short = await asyncio.gather(
         app.generator.generate(ask(app, A, "織田信長は、", seed=6, max_new_tokens=24)),
         app.generator.generate(ask(app, B, "hello", temperature=0)),
         app.generator.generate(ask(app, B, "hello", top_k=1, seed=9)),  # greedy too
