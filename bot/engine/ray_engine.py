@@ -36,16 +36,22 @@ def connect(settings: Settings) -> bool:
     True when this process started it (and so stops it on close)."""
     import ray
 
+    # Ray's own progress lines (a replica added, Serve started) would land in the
+    # console and the bot's log; its workers' logs stay in Ray's session directory on
+    # each node (/tmp/ray/session_latest/logs): what fails there reaches the bot as the
+    # request's or the job's error anyway.
+    logging.getLogger("ray").setLevel(logging.WARNING)
     if ray.is_initialized():
         return False
+    quiet = {"logging_level": logging.WARNING, "log_to_driver": False}
     if settings.ray_address:
-        ray.init(address=settings.ray_address, logging_level=logging.WARNING)
+        ray.init(address=settings.ray_address, **quiet)
         return False
     ray.init(
         num_cpus=os.cpu_count() or 1,
         include_dashboard=False,
         object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-        logging_level=logging.WARNING,
+        **quiet,
     )
     return True
 
@@ -76,6 +82,8 @@ class RayEngine:
             from ray.serve.schema import ApplicationStatus
 
             owns = connect(settings)
+            # The bot calls its deployment through a handle: no HTTP proxy, no port.
+            serve.start(proxy_location="Disabled")
             name = ReplicaConfig.of(settings).app_name(settings)
             running = serve.status().applications.get(name)
             if running is not None and running.status == ApplicationStatus.RUNNING:
@@ -89,6 +97,8 @@ class RayEngine:
             return handle, owns
 
         handle, owns = await asyncio.to_thread(deploy)
+        # Serve sets up its logger as it starts: quieten it after.
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)
         return cls(settings, resolver, handle, owns)
 
     # --- generation ------------------------------------------------------------------
