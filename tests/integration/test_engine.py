@@ -118,7 +118,11 @@ async def test_lora_channels_share_one_base_in_one_batch(
             await ready_channel(app, ref=ref)
             assert (await app.training.train(ref, QUICK.but(max_steps=5))).promoted
         plain = ChannelRef.parse("console:untrained")  # the base alone, no adapter
-        requests = [request(app, ref, "豊臣秀吉は", seed=7) for ref in (A, B, plain)]
+        # Long enough that the first row is still decoding when the others, resolved a
+        # little later on a busy machine, join it.
+        requests = [
+            request(app, ref, "豊臣秀吉は", seed=7, max_new_tokens=64) for ref in (A, B, plain)
+        ]
         alone, together = await alone_then_together(app, requests)
         assert together == alone
         assert app.worker.batch_sizes == [3]
