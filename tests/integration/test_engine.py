@@ -18,6 +18,7 @@ from bot.domain import ChannelRef, GenerationRequest
 from bot.engine.local import LocalEngine
 from bot.engine.worker import DeviceWorker
 from bot.errors import BusyError
+from tests.e2e.serving import until
 from tests.integration.test_training import QUICK, corpus, ready_channel
 
 A = ChannelRef.parse("console:a")
@@ -32,9 +33,21 @@ def request(app: App, ref: ChannelRef, prompt: str, **settings: object) -> Gener
 async def alone_then_together(app: App, requests: list[GenerationRequest]) -> tuple[list, list]:  # type: ignore[type-arg]
     alone = [(await app.generator.generate(r)).texts for r in requests]
     app.worker.batch_sizes.clear()
-    together = [
-        r.texts for r in await asyncio.gather(*(app.generator.generate(r) for r in requests))
-    ]
+    # Together for certain: the device is held until every request waits for it (on a
+    # busy machine one request could resolve its model, and finish, before the others).
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        started.set()
+        release.wait()
+
+    held = asyncio.create_task(app.worker.run(hold))
+    await asyncio.to_thread(started.wait)
+    answers = [asyncio.create_task(app.generator.generate(r)) for r in requests]
+    await until(lambda: app.worker._pending_interactive == len(requests))
+    release.set()
+    await held
+    together = [r.texts for r in await asyncio.gather(*answers)]
     return alone, together
 
 
@@ -118,11 +131,7 @@ async def test_lora_channels_share_one_base_in_one_batch(
             await ready_channel(app, ref=ref)
             assert (await app.training.train(ref, QUICK.but(max_steps=5))).promoted
         plain = ChannelRef.parse("console:untrained")  # the base alone, no adapter
-        # Long enough that the first row is still decoding when the others, resolved a
-        # little later on a busy machine, join it.
-        requests = [
-            request(app, ref, "豊臣秀吉は", seed=7, max_new_tokens=64) for ref in (A, B, plain)
-        ]
+        requests = [request(app, ref, "豊臣秀吉は", seed=7) for ref in (A, B, plain)]
         alone, together = await alone_then_together(app, requests)
         assert together == alone
         assert app.worker.batch_sizes == [3]
