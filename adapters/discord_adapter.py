@@ -36,6 +36,7 @@ from bot.command_values import (
     Continue,
     ListModels,
     QueueTraining,
+    ResetModels,
     ResetSetting,
     RollbackModel,
     SetOptOut,
@@ -374,6 +375,13 @@ class DiscordAdapter:
         @models.command(name="rollback", description="Back to the previous version")
         async def models_rollback(interaction: discord.Interaction[Any]) -> None:
             await self._respond(interaction, RollbackModel(), ephemeral=True)
+
+        @models.command(name="reset", description="Retire every version; start again from the base")
+        @app_commands.describe(confirm="True to do it (without: what it would do)")
+        async def models_reset(
+            interaction: discord.Interaction[Any], confirm: bool = False
+        ) -> None:
+            await self._respond(interaction, ResetModels(confirm), ephemeral=True)
 
         tree.add_command(models)
 

@@ -52,6 +52,14 @@ class RollbackModel:
 
 
 @dataclass(frozen=True)
+class ResetModels:
+    """Retire every version: the channel starts again from its base at the next
+    training. Without `confirmed`, only says what it would do."""
+
+    confirmed: bool = False
+
+
+@dataclass(frozen=True)
 class SetTraining:
     """An admin's consent for the channel's history to be trained on."""
 
@@ -83,6 +91,7 @@ Command = (
     | ListModels
     | ActivateModel
     | RollbackModel
+    | ResetModels
     | SetTraining
     | QueueTraining
     | SetOptOut

@@ -17,6 +17,7 @@ from bot.command_values import (
     Help,
     ListModels,
     QueueTraining,
+    ResetModels,
     ResetSetting,
     RollbackModel,
     SetOptOut,
@@ -45,6 +46,9 @@ from bot.ports import (
     TextListener,
     UserStore,
 )
+
+# Versions a reset retires: the ones that answer or could be made to.
+LIVE = ("active", "candidate", "retired")
 
 
 def _figure(value: float | None) -> str:
@@ -241,6 +245,20 @@ class Commands:
         await self.registry.activate(ctx.channel, previous.version, actor=ctx.actor_id)
         return Reply.info(M.t("model_activated", channel=ctx.channel, version=previous.version))
 
+    async def models_reset(self, ctx: CommandContext, confirmed: bool) -> Reply:
+        """Retires every version: the base answers, and the next training starts from
+        it, on the whole history. Asked twice, so that one stray command costs nothing."""
+        self._require_admin(ctx)
+        versions = [v for v in await self.registry.versions(ctx.channel) if v.status in LIVE]
+        if not versions:
+            raise UserError(M.t("models_reset_nothing", channel=ctx.channel))
+        if not confirmed:
+            return Reply.info(M.t("models_reset_confirm", channel=ctx.channel, count=len(versions)))
+        count = await self.registry.reset(ctx.channel, actor=ctx.actor_id)
+        return Reply.info(
+            M.t("models_reset_done", channel=ctx.channel, count=count, base=self.base_model)
+        )
+
     async def training(self, ctx: CommandContext, enabled: bool) -> Reply:
         """Consent: an admin opts the channel in to (or out of) training."""
         self._require_admin(ctx)
@@ -317,6 +335,8 @@ class Commands:
                 return await self.models_activate(ctx, version)
             case RollbackModel():
                 return await self.models_rollback(ctx)
+            case ResetModels(confirmed):
+                return await self.models_reset(ctx, confirmed)
             case SetTraining(enabled):
                 return await self.training(ctx, enabled)
             case QueueTraining():

@@ -91,9 +91,14 @@ class JobRunner:
         """Channels with training on and enough new messages since their last version."""
         due = []
         for ref in await self.channels.training_channels():
-            # A version withdrawn because a member opted out does not count: a channel
-            # left with none is due again, though nothing new was said.
-            versions = [v for v in await self.registry.versions(ref) if v.status != "forgotten"]
+            # A version withdrawn because a member opted out, or retired by a reset,
+            # does not count: a channel left with none is due again, on its whole
+            # history, though nothing new was said.
+            versions = [
+                v
+                for v in await self.registry.versions(ref)
+                if v.status not in ("forgotten", "reset")
+            ]
             last = max((v.last_message_id or 0 for v in versions), default=0)
             new = await self.messages.count_trainable_after(ref, last)
             if new > 0 and new >= self.settings.nightly_min_new_messages:

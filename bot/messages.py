@@ -259,8 +259,20 @@ CATALOG: dict[str, dict[Locale, str]] = {
         "ja": "{channel} には戻せる以前のバージョンがありません。",
     },
     "models_usage": {
-        "en": "Usage: /models [list] | /models activate VERSION | /models rollback",
-        "ja": "使い方: /models [list] | /models activate バージョン | /models rollback",
+        "en": "Usage: /models [list] | /models activate VERSION | /models rollback | /models reset [confirm]",
+        "ja": "使い方: /models [list] | /models activate バージョン | /models rollback | /models reset [confirm]",
+    },
+    "models_reset_confirm": {
+        "en": "This retires all {count} versions of {channel}: its base answers until the next training, which starts again from the base on the whole history. To go ahead: /models reset confirm",
+        "ja": "{channel} の {count} 個のバージョンをすべて引退させます。次の学習まではベースモデルが答え、次の学習は全履歴でベースからやり直します。実行するには: /models reset confirm",
+    },
+    "models_reset_done": {
+        "en": "Reset: {count} versions of {channel} retired. {base} answers until the next training starts again from it.",
+        "ja": "リセットしました: {channel} の {count} 個のバージョンを引退させました。次の学習でやり直すまで {base} が答えます。",
+    },
+    "models_reset_nothing": {
+        "en": "{channel} has no versions to reset: its base answers already.",
+        "ja": "{channel} にはリセットするバージョンがありません。すでにベースモデルが答えています。",
     },
     "opted_out": {
         "en": "You are opted out: your messages here are forgotten ({count} deleted), models that learnt from them are withdrawn, and new ones will not be stored or used for training.",

@@ -17,6 +17,7 @@ from bot.command_values import (
     Help,
     ListModels,
     QueueTraining,
+    ResetModels,
     ResetSetting,
     RollbackModel,
     SetOptOut,
@@ -84,6 +85,10 @@ def _models(args: list[str]) -> Command:
             return ActivateModel(version)
         case ["rollback"]:
             return RollbackModel()
+        case ["reset"]:
+            return ResetModels()
+        case ["reset", "confirm"]:
+            return ResetModels(confirmed=True)
     raise UserError(M.t("models_usage"))
 
 

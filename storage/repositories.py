@@ -28,6 +28,9 @@ BULK_CHUNK = 2000
 # A model version trained on messages that were forgotten since (a member opted out):
 # never served, activated, rolled back to or trained on again; its files are deleted.
 FORGOTTEN = "forgotten"
+# A version an admin's `/models reset` retired: never active again, and the channel is
+# due for training on its whole history, from the base.
+RESET = "reset"
 # The audit entry a channel gets each time a member's messages in it are forgotten.
 # How many it has is the channel's "forget epoch" (SqlModelRegistry.forget_epoch).
 FORGET_ACTION = "messages.forget"
@@ -736,7 +739,7 @@ class SqlModelRegistry:
                 )
             )
             target = next((r for r in rows if r.version == version), None)
-            if target is None or target.status == FORGOTTEN:
+            if target is None or target.status in (FORGOTTEN, RESET):
                 return None
             previous = next((r for r in rows if r.status == "active"), None)
             for row in rows:
@@ -766,13 +769,40 @@ class SqlModelRegistry:
                     select(ModelVersion)
                     .where(
                         ModelVersion.channel_id == _channel_id_query(ref),
-                        ModelVersion.status.not_in(("active", FORGOTTEN)),
+                        ModelVersion.status.not_in(("active", FORGOTTEN, RESET)),
                         ModelVersion.activated_at.is_not(None),
                     )
                     .order_by(ModelVersion.activated_at.desc())
                 )
             ).first()
             return None if row is None else _version_info(ref, row)
+
+    async def reset(self, ref: ChannelRef, *, actor: str) -> int:
+        """Retires every version of the channel for good (status `reset`), in one
+        transaction with its audit entry; returns how many."""
+        async with self.db.write() as session:
+            rows = list(
+                await session.scalars(
+                    select(ModelVersion).where(
+                        ModelVersion.channel_id == _channel_id_query(ref),
+                        ModelVersion.status.not_in((FORGOTTEN, RESET)),
+                    )
+                )
+            )
+            for row in rows:
+                row.status = RESET
+            if rows:
+                session.add(
+                    AuditEntry(
+                        actor=actor,
+                        channel_id=rows[0].channel_id,
+                        action="model.reset",
+                        old_value=json.dumps(sorted(r.version for r in rows)),
+                        new_value=json.dumps(None),
+                        at=datetime.now(UTC),
+                    )
+                )
+            return len(rows)
 
     async def set_note(self, ref: ChannelRef, version: int, note: str) -> None:
         await self._update(ref, version, note=note)

@@ -17,6 +17,7 @@ from bot.command_values import (
     Command,
     Continue,
     ListModels,
+    ResetModels,
     ResetSetting,
     RollbackModel,
     SetSetting,
@@ -183,10 +184,13 @@ def settings(
 @cli.command()
 def models(
     channel: Annotated[str, typer.Argument(help="e.g. console:general")],
-    action: Annotated[str, typer.Argument(help="list | activate | rollback")] = "list",
-    version: Annotated[str | None, typer.Argument(help="Version, for activate.")] = None,
+    action: Annotated[str, typer.Argument(help="list | activate | rollback | reset")] = "list",
+    version: Annotated[
+        str | None, typer.Argument(help="Version, for activate; `confirm`, for reset.")
+    ] = None,
 ) -> None:
-    """List a channel's model versions, activate one, or roll back to the previous."""
+    """List a channel's model versions, activate one, roll back to the previous, or
+    reset (retire them all: the base answers, the next training starts from it)."""
     match (action, version):
         case ("list", None):
             command: Command = ListModels()
@@ -194,6 +198,8 @@ def models(
             command = ActivateModel(version)
         case ("rollback", None):
             command = RollbackModel()
+        case ("reset", None | "confirm"):
+            command = ResetModels(confirmed=version == "confirm")
         case _:
             usage(M.t("models_usage"))
 

@@ -15,7 +15,7 @@ import pytest
 
 from bot.app import App
 from bot.config import Settings
-from bot.domain import ChannelRef, GenerationRequest, GenerationResult
+from bot.domain import ChannelRef, GenerationRequest, GenerationResult, ModelVersionInfo
 from bot.jobs import JobResult
 from bot.logs import configure_logging
 from bot.ports import TextListener
@@ -28,6 +28,7 @@ pytestmark = pytest.mark.usefixtures("ml_libraries")
 
 GUILD, CHANNEL, ADMIN, MEMBER = "111", "222", "1001", "1002"
 REF = ChannelRef("discord", GUILD, CHANNEL)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TOKEN = DISCORD_TOKEN
 
 
@@ -267,3 +268,35 @@ async def test_an_edited_mention_is_stored_without_the_bots_mention(
     await until(lambda: _text(app), "what next?")
     await fake.edit_message(CHANNEL, sent["id"], f"<@{fake.bot_id}> what next, edited?")
     await until(lambda: _text(app), "what next, edited?")
+
+
+async def _active_version(app: App) -> int | None:
+    active = await app.registry.active(REF)
+    return None if active is None else active.version
+
+
+async def with_a_version(app: App) -> None:
+    """An active v1 (its files do not matter: a reset only retires it)."""
+    info = ModelVersionInfo(REF, 1, "scratch:tiny", "full", "/nowhere/v1", "candidate", T0)
+    await app.registry.add(info)
+    await app.registry.activate(REF, 1, actor="test")
+
+
+async def test_models_reset_needs_an_admin_and_a_confirmation(
+    bot: tuple[App, FakeDiscord],
+) -> None:
+    app, fake = bot
+    await with_a_version(app)
+
+    async def answer(user: str, **options: object) -> str:
+        payload = await fake.slash_command(CHANNEL, user, "models reset", options)
+        path = f"/webhooks/{fake.app_id}/{payload['token']}"
+        request = await fake.wait_for_request(path=path, timeout=20)
+        assert request.json.get("flags", 0) & 64  # ephemeral: only the asker sees it
+        return str(request.json["content"])
+
+    assert "Only channel admins" in await answer(MEMBER, confirm=True)
+    assert "confirm" in await answer(ADMIN)  # asks first
+    assert await _active_version(app) == 1
+    assert "retired" in await answer(ADMIN, confirm=True)
+    assert await _active_version(app) is None

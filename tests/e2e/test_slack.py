@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from pydantic import SecretStr
 
 from bot.app import App
 from bot.config import Settings
-from bot.domain import ChannelRef
+from bot.domain import ChannelRef, ModelVersionInfo
 from bot.importing.importer import import_history
 from bot.jobs import JobResult
 from tests.e2e.serving import SLACK_SECRET, continue_answer, serving, until, with_slack
@@ -35,6 +36,7 @@ pytestmark = pytest.mark.usefixtures("ml_libraries")
 SECRET = SLACK_SECRET
 TEAM, CHANNEL, ADMIN, MEMBER = "T0001", "C0001", "UADMIN", "UMEMBER"
 REF = ChannelRef("slack", TEAM, CHANNEL)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class HttpSlack:
@@ -300,3 +302,22 @@ async def test_turning_training_on_backfills_the_history(slack: HttpSlack) -> No
     rows = await slack.app.messages.recent(REF, 500)
     assert len(rows) == 150 and rows[0].text == "old 0"  # the join is not chat history
     assert [c.status for c in fake.calls_to("conversations.history")][:2] == [429, 200]
+
+
+async def test_models_reset_needs_an_admin_and_a_confirmation(slack: HttpSlack) -> None:
+    app = slack.app
+    info = ModelVersionInfo(REF, 1, "scratch:tiny", "full", "/nowhere/v1", "candidate", T0)
+    await app.registry.add(info)
+    await app.registry.activate(REF, 1, actor="test")
+
+    async def answer(text: str, user: str) -> str:
+        name = await slack.command(text, user=user, command="/tsuzuki")
+        response = await slack.fake.wait_for_response(name, timeout=20)
+        assert response.json["response_type"] == "ephemeral"
+        return str(response.json["text"])
+
+    assert "Only channel admins" in await answer("models reset confirm", MEMBER)
+    assert "/models reset confirm" in await answer("models reset", ADMIN)
+    assert (await app.registry.active(REF)) is not None
+    assert "retired" in await answer("models reset confirm", ADMIN)
+    assert await app.registry.active(REF) is None
