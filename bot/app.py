@@ -263,7 +263,7 @@ async def _engine(
         ModelCache(settings.model_cache_mb * 2**20, int8=settings.serve_int8),
         stream_interval_s=settings.stream_interval_ms / 1000,
     )
-    return LocalEngine(generator, training, worker)
+    return LocalEngine(generator, training)
 
 
 @asynccontextmanager

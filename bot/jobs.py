@@ -213,15 +213,14 @@ class JobRunner:
         except UserError as e:
             status, error = "failed", e.reason
         except WorkerLost as e:
-            beat.cancel()
-            if job.attempts < MAX_ATTEMPTS and not (lost and task.uncancel() == 0):
-                log.warning(
-                    "job %d (%s %s): %s; queued again to resume", job.id, job.kind, job.channel, e
-                )
+            # Taken over meanwhile (lost): the new owner has it; that ends it below.
+            if job.attempts < MAX_ATTEMPTS and not lost:
+                beat.cancel()
+                log.warning("job %d (%s %s): %s; queued again", job.id, job.kind, job.channel, e)
                 await self._release(job)
                 return JobResult(job, "requeued", error=str(e))
             log.error(
-                "job %d (%s %s): %s, %d times; failed",
+                "job %d (%s %s): %s (try %d); failed",
                 job.id,
                 job.kind,
                 job.channel,

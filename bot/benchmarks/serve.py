@@ -159,32 +159,29 @@ def run_side(side: str, workdir: Path, threads: int) -> SideResult:
     return SideResult(**fixtures.run_side("bot.benchmarks.serve", side, workdir, threads))
 
 
-def report(baseline: SideResult, ours: SideResult) -> list[str]:
-    def line(name: str, r: SideResult) -> str:
-        return (
-            f"{name:<10} {r.tokens_per_s:8.1f} tokens/s  p50 {percentile(r.latencies, 0.5):6.2f}s"
-            f"  p95 {percentile(r.latencies, 0.95):6.2f}s  memory {r.memory_mb:7.0f} MiB"
-        )
+def _line(name: str, r: SideResult, memory: bool = True) -> str:
+    return (
+        f"{name:<14} {r.tokens_per_s:8.1f} tokens/s  p50 {percentile(r.latencies, 0.5):6.2f}s"
+        f"  p95 {percentile(r.latencies, 0.95):6.2f}s"
+        + (f"  memory {r.memory_mb:7.0f} MiB" if memory else "")
+    )
 
+
+def report(baseline: SideResult, ours: SideResult) -> list[str]:
     return [
-        line("baseline", baseline),
-        line("tsuzuki", ours),
+        _line("baseline", baseline),
+        _line("tsuzuki", ours),
         f"throughput {ours.tokens_per_s / baseline.tokens_per_s:.2f}x the baseline (target ≥ 8x);"
         f" memory {ours.memory_mb / baseline.memory_mb:.2f} of the baseline's (target ≤ 0.25)",
     ]
 
 
 def report_ray(local: SideResult, ray: SideResult) -> list[str]:
-    def line(name: str, r: SideResult) -> str:
-        return (
-            f"{name:<14} {r.tokens_per_s:8.1f} tokens/s  p50 {percentile(r.latencies, 0.5):6.2f}s"
-            f"  p95 {percentile(r.latencies, 0.95):6.2f}s"
-        )
-
+    # Memory is left out: a Ray replica's is in another process than the one measured.
     p95 = percentile(ray.latencies, 0.95) / percentile(local.latencies, 0.95)
     return [
-        line("local engine", local),
-        line("ray engine", ray),
+        _line("local engine", local, memory=False),
+        _line("ray engine", ray, memory=False),
         f"p95 {p95:.2f}x the local engine's",
         f"ray: overhead {local.tokens_per_s / ray.tokens_per_s:.2f}x the local engine"
         " (time for the same work; target ≤ 1.25x)",

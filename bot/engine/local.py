@@ -5,18 +5,14 @@ from __future__ import annotations
 
 from bot.domain import ChannelRef, GenerationRequest, GenerationResult
 from bot.engine.generator import LocalGenerator
-from bot.engine.worker import DeviceWorker
 from bot.ports import TextListener
 from bot.training.service import ProgressFn, TrainingService, TrainOptions, TrainOutcome
 
 
 class LocalEngine:
-    def __init__(
-        self, generator: LocalGenerator, training: TrainingService, worker: DeviceWorker
-    ) -> None:
+    def __init__(self, generator: LocalGenerator, training: TrainingService) -> None:
         self.generator = generator
         self.training = training
-        self.worker = worker
 
     async def generate(
         self, request: GenerationRequest, on_text: TextListener | None = None
@@ -29,4 +25,4 @@ class LocalEngine:
         return await self.training.train(ref, options, progress)
 
     def close(self) -> None:
-        self.worker.close()
+        """Nothing of its own: the device worker belongs to the app, which closes it."""
