@@ -20,7 +20,7 @@ from typing import Any
 from bot.config import Settings
 from bot.domain import ChannelRef
 from bot.training.finetune import StepResult
-from bot.training.service import TrainOptions, TrainOutcome
+from bot.training.service import TrainingService, TrainOptions, TrainOutcome
 
 # A step is streamed back at most this often (and always the last one).
 PROGRESS_EVERY_S = 0.5
@@ -36,8 +36,6 @@ def worker_settings(settings: Settings) -> Settings:
             "slack_app_token": None,
             "slack_signing_secret": None,
             "torch_threads": max(1, round(settings.ray_train_cpus)),
-            # It trains here, on its own device: not on Ray again.
-            "engine": "local",
         }
     )
 
@@ -76,9 +74,24 @@ def train_stream(settings: Settings, ref: ChannelRef, options: TrainOptions) -> 
 async def _train(
     settings: Settings, ref: ChannelRef, options: TrainOptions, progress: Any
 ) -> TrainOutcome:
-    # The same composition root as the bot (its stores, resolver and TrainingService),
-    # on this worker's own device; no platform is set, so none starts.
-    from bot.app import running_app
+    from bot.engine.worker import DeviceWorker
+    from bot.generation.resolver import ModelResolver
+    from bot.generation.spec import ModelSpec
+    from storage.db import open_database
+    from storage.repositories import SqlChannelStore, SqlMessageStore, SqlModelRegistry
 
-    async with running_app(settings) as app:
-        return await app.training.train(ref, options, progress)
+    # Built here rather than by bot/app.py's build_app: the engine sits below the app
+    # (tests/unit/test_layers.py), and a training task needs only these parts.
+    db = await open_database(settings.resolved_database_url)
+    worker = DeviceWorker(settings.effective_torch_threads)
+    try:
+        messages, registry = SqlMessageStore(db), SqlModelRegistry(db)
+        base = ModelSpec.parse(settings.base_model)
+        resolver = ModelResolver(base, settings.models_dir, registry, messages, worker)
+        training = TrainingService(
+            settings, SqlChannelStore(db), messages, registry, resolver, worker
+        )
+        return await training.train(ref, options, progress)
+    finally:
+        worker.close()
+        await db.dispose()
