@@ -22,7 +22,7 @@ from adapters.render import partial_console, render_console
 from bot import messages as M
 from bot.commands import CommandContext
 from bot.core import Core
-from bot.domain import Author, ChannelRef, ChatMessage, Reply
+from bot.domain import Author, ChannelRef, ChatMessage, Notice, Reply
 
 BOT_NAME = "tsuzuki"
 _MENTION = re.compile(rf"^@{BOT_NAME}\b[:,]?\s*", re.IGNORECASE)
@@ -110,6 +110,15 @@ class ConsoleAdapter:
             prefix = M.t("variant", i=i, n=len(reply.texts)) + " " if many else ""
             for piece in render_console(text):
                 self._print(prefix + piece, out)
+        if reply.image is not None:
+            self._print(M.t("console_image", path=reply.image), out)
+
+    async def post_notice(self, notice: Notice) -> None:
+        """A training notice: its text, and where its loss curve is (a terminal shows
+        no image)."""
+        self.notice(notice.text)
+        if notice.image is not None:
+            self.notice(M.t("console_image", path=notice.image))
 
     def notice(self, text: str) -> None:
         """A line from the bot itself (a new model version took over), on stderr so

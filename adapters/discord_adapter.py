@@ -21,6 +21,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import discord
@@ -42,11 +43,12 @@ from bot.command_values import (
     SetOptOut,
     SetSetting,
     SetTraining,
+    SetVoice,
     ShowSettings,
 )
 from bot.commands import CommandContext
 from bot.core import Core
-from bot.domain import Author, ChannelRef, ChatMessage, Reply
+from bot.domain import Author, ChannelRef, ChatMessage, Notice, Reply
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +202,11 @@ class DiscordAdapter:
         ref = channel_ref(message.guild.id if message.guild else None, message.channel.id)
         chat = self._chat_message(message, ref)
         if not mentioned:
-            await self.core.on_message(chat)
+            # Stored; and now and then the channel's next message follows, unasked.
+            said = await self.core.on_message(chat)
+            if said is not None and said.unprompted:
+                for piece in (p for text in said.texts for p in render_discord(text)):
+                    await message.channel.send(piece, allowed_mentions=NO_PINGS)
             return
         answer: discord.Message | None = None
 
@@ -294,30 +300,59 @@ class DiscordAdapter:
                 await interaction.delete_original_response()
             elif await live.finish(pieces[0]):
                 pieces = pieces[1:]  # the deferred answer shows the first
-        for piece in pieces:
+        for i, piece in enumerate(pieces):
             await interaction.followup.send(
-                piece, ephemeral=ephemeral or reply.is_error, allowed_mentions=NO_PINGS
+                piece,
+                ephemeral=ephemeral or reply.is_error,
+                allowed_mentions=NO_PINGS,
+                **_image(reply.image if i == len(pieces) - 1 else None),
             )
+
+    # --- notices ------------------------------------------------------------------------
+
+    async def post_notice(self, notice: Notice) -> None:
+        """In the channel, with the loss curve attached; one for an admin only goes to
+        them as a direct message (a channel has no message only admins see)."""
+        await self.ready.wait()
+        target: discord.abc.Messageable
+        if notice.to_user is not None:
+            uid = int(notice.to_user)
+            target = self.client.get_user(uid) or await self.client.fetch_user(uid)
+        else:
+            cid = int(notice.channel.channel)
+            found = self.client.get_channel(cid) or await self.client.fetch_channel(cid)
+            assert isinstance(found, discord.abc.Messageable)
+            target = found
+        pieces = render_discord(notice.text)
+        for i, piece in enumerate(pieces):
+            image = notice.image if i == len(pieces) - 1 else None
+            await target.send(piece, allowed_mentions=NO_PINGS, **_image(image))
 
     def _register_commands(self) -> None:
         tree = self.tree
 
         @tree.command(name="continue", description="Continue your text in this channel's voice")
         @app_commands.describe(
-            prompt="The start of the text", temperature="0–5", n="How many variants (1–5)"
+            prompt="The start of the text",
+            temperature="0–5",
+            n="How many variants (1–5)",
+            as_="Write like this member (only if they turned /voice on here)",
         )
+        @app_commands.rename(as_="as")
         async def continue_(
             interaction: discord.Interaction[Any],
             prompt: str,
             temperature: float | None = None,
             n: int | None = None,
+            as_: discord.User | None = None,
         ) -> None:
             overrides: dict[str, object] = {}
             if temperature is not None:
                 overrides["temperature"] = temperature
             if n is not None:
                 overrides["num_return_sequences"] = n
-            await self._respond(interaction, Continue(prompt, overrides), ephemeral=False)
+            voice = str(as_.id) if as_ is not None else None
+            await self._respond(interaction, Continue(prompt, overrides, voice), ephemeral=False)
 
         settings = app_commands.Group(
             name="settings",
@@ -385,6 +420,24 @@ class DiscordAdapter:
 
         tree.add_command(models)
 
+        voice = app_commands.Group(
+            name="voice", description="Whether /continue … as:@you may write like you here"
+        )
+
+        @voice.command(name="on", description="Let this channel's model write like me, here only")
+        async def voice_on(interaction: discord.Interaction[Any]) -> None:
+            await self._respond(interaction, SetVoice(True), ephemeral=True)
+
+        @voice.command(name="off", description="Nobody may write like me here any more")
+        async def voice_off(interaction: discord.Interaction[Any]) -> None:
+            await self._respond(interaction, SetVoice(False), ephemeral=True)
+
+        @voice.command(name="status", description="Where I stand, and how well it writes like me")
+        async def voice_status(interaction: discord.Interaction[Any]) -> None:
+            await self._respond(interaction, SetVoice(), ephemeral=True)
+
+        tree.add_command(voice)
+
         @tree.command(name="optout", description="Forget my messages and stop storing them")
         async def optout(interaction: discord.Interaction[Any]) -> None:
             await self._respond(interaction, SetOptOut(True), ephemeral=True)
@@ -392,3 +445,10 @@ class DiscordAdapter:
         @tree.command(name="optin", description="Store my messages again")
         async def optin(interaction: discord.Interaction[Any]) -> None:
             await self._respond(interaction, SetOptOut(False), ephemeral=True)
+
+
+def _image(path: str | None) -> dict[str, Any]:
+    """The `file=` of a send, when there is a PNG to attach."""
+    if path is None:
+        return {}
+    return {"file": discord.File(path, filename=Path(path).name)}

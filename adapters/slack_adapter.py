@@ -26,6 +26,7 @@ import re
 import time
 from collections import OrderedDict
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -38,7 +39,7 @@ from adapters.render import partial_slack, render_slack
 from adapters.streaming import EditBudget, LiveMessage, describe
 from bot.commands import CommandContext
 from bot.core import Core
-from bot.domain import Author, ChannelRef, ChatMessage, Reply
+from bot.domain import Author, ChannelRef, ChatMessage, Notice, Reply
 from bot.importing.slack_export import member_words
 
 log = logging.getLogger(__name__)
@@ -228,8 +229,11 @@ class SlackAdapter:
                 return
             if self._words(event) is None:
                 return  # Slack's own notice, not a member writing
-            # Stored by ts: a retried delivery stores nothing twice.
-            await self.core.on_message(self._message(event, team))
+            # Stored by ts: a retried delivery stores nothing twice, and is never
+            # answered unprompted (only a message stored just now may be).
+            said = await self.core.on_message(self._message(event, team))
+            if said is not None and said.unprompted:
+                await self._post(event["channel"], _pieces(said), event.get("thread_ts"))
 
         async def ack_mention(ack: Any) -> None:
             await ack()
@@ -286,12 +290,55 @@ class SlackAdapter:
             Author(id=user, name=body.get("user_name", user), is_admin=await self._is_admin(user)),
         )
 
-    @staticmethod
-    async def _respond(respond: Any, reply: Reply) -> None:
+    async def _respond(self, respond: Any, reply: Reply) -> None:
         # Generated text is for the channel; settings and errors for the asker only.
         kind = "ephemeral" if reply.ephemeral else "in_channel"
-        for piece in _pieces(reply):
+        pieces = _pieces(reply)
+        for piece in pieces[:-1]:
             await respond(text=piece, response_type=kind)
+        if reply.image is None:
+            await respond(text=pieces[-1], response_type=kind)
+            return
+        # An ephemeral answer cannot carry a file: the image is uploaded to no channel
+        # (the bot's own, private file) and shown in an image block, which the asker
+        # alone sees.
+        file_id = await self._upload(reply.image)
+        blocks = [
+            {"type": "section", "text": {"type": "plain_text", "text": pieces[-1]}},
+            {"type": "image", "slack_file": {"id": file_id}, "alt_text": Path(reply.image).name},
+        ]
+        await respond(text=pieces[-1], blocks=blocks, response_type=kind)
+
+    async def _upload(
+        self, path: str, *, channel: str | None = None, comment: str | None = None
+    ) -> str:
+        """Uploads a PNG (files_upload_v2: an upload URL, the bytes, then completion);
+        shared in `channel` with `comment` when given. Its file id."""
+        kwargs: dict[str, Any] = {"file": path, "filename": Path(path).name}
+        if channel is not None:
+            kwargs.update(channel=channel, initial_comment=comment or "")
+        done = await self.client.files_upload_v2(**kwargs)
+        return str(done["files"][0]["id"])
+
+    # --- notices -----------------------------------------------------------------------
+
+    async def post_notice(self, notice: Notice) -> None:
+        """In the channel, its loss curve uploaded with it; one for an admin only is an
+        ephemeral message that only they see."""
+        await self.ready.wait()
+        channel = notice.channel.channel
+        pieces = render_slack(notice.text)
+        if notice.to_user is not None:
+            for piece in pieces:
+                await self.client.chat_postEphemeral(
+                    channel=channel, user=notice.to_user, text=piece
+                )
+            return
+        if notice.image is None:
+            await self._post(channel, pieces, None)
+            return
+        await self._post(channel, pieces[:-1], None)
+        await self._upload(notice.image, channel=channel, comment=pieces[-1])
 
     # --- history (backfill) ------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from bot.generation.resolver import ModelResolver
 from bot.generation.spec import ModelSpec
 from bot.ingest import Ingest
 from bot.jobs import JobResult, JobRunner
+from bot.notices import Notifier
 from bot.ports import Engine, TextGenerator
 from bot.supervisor import Backoff, Platform, PlatformMetrics, Supervisor
 from bot.training.service import TrainingService
@@ -62,6 +63,7 @@ class App:
     training: TrainingService
     jobs: SqlJobStore
     runner: JobRunner
+    notifier: Notifier
     # One per platform whose token is set, in the order they start.
     platforms: list[Supervisor] = field(default_factory=list)
 
@@ -96,7 +98,8 @@ class App:
         active = await self.registry.active(ref)
         model = version_banner(active) if active else self.settings.base_model
         adapter = ConsoleAdapter(self.core, ref, model_name=model)
-        self.runner.listeners.append(_announce_to(adapter, ref))
+        self.notifier.sinks["console"] = adapter.post_notice
+        self.runner.listeners.append(_announce_to(adapter, ref, self.commands))
         await adapter.run()
 
     def _serve_metrics(self) -> None:
@@ -113,19 +116,29 @@ class App:
         await self.db.dispose()
 
 
-def _announce_to(console: Any, ref: ChannelRef) -> Callable[[JobResult], None]:
+def _announce_to(console: Any, ref: ChannelRef, commands: Commands) -> Callable[[JobResult], None]:
     """Tells the console when a training run of its channel ends: a better version
-    answers from the next message on, without a restart."""
+    answers from the next message on, without a restart. With the channel's notices on,
+    the notice says so instead (bot/notices.py), with the loss curve's path."""
+    pending: set[asyncio.Task[None]] = set()
 
-    def listener(result: JobResult) -> None:
-        if result.job.channel != ref or result.outcome is None:
+    async def announce(result: JobResult) -> None:
+        if (await commands.options(ref)).notices:
             return
+        assert result.outcome is not None
         outcome = result.outcome
         line = M.t("quality_line", **quality_fields(outcome.version))
         if outcome.promoted:
             console.notice(M.t("version_promoted", line=line))
         else:
             console.notice(M.t("version_kept", line=line, reason=outcome.reason))
+
+    def listener(result: JobResult) -> None:
+        if result.job.channel != ref or result.outcome is None:
+            return
+        task = asyncio.get_running_loop().create_task(announce(result))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
 
     return listener
 
@@ -227,9 +240,14 @@ async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
         jobs=jobs,
         on_job_queued=lambda: runner.wake(),
         on_forgotten=training.delete_forgotten,
+        busy=lambda: worker.interactive_waiting > 0,
     )
     core = Core(commands, Ingest(messages, commands, users), messages)
+    notifier = Notifier(channels)
+    runner.listeners.append(notifier.on_result)
     platforms = _platforms(settings, core, runner, worker.metrics)
+    for supervisor in platforms:
+        notifier.sinks[supervisor.name] = supervisor.post_notice
     return App(
         settings,
         db,
@@ -245,6 +263,7 @@ async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
         training,
         jobs,
         runner,
+        notifier,
         platforms,
     )
 

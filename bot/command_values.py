@@ -18,6 +18,9 @@ class Continue:
 
     prompt: str
     overrides: Mapping[str, object] = field(default_factory=dict)
+    # Write as this member (their user id on the platform): only when they lent the
+    # channel their voice (`/voice on`).
+    voice: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,14 @@ class SetOptOut:
 
 
 @dataclass(frozen=True)
+class SetVoice:
+    """A member's own consent to `/continue … as:@them` in this channel; None: only
+    says where they stand."""
+
+    on: bool | None = None
+
+
+@dataclass(frozen=True)
 class Help:
     pass
 
@@ -95,5 +106,6 @@ Command = (
     | SetTraining
     | QueueTraining
     | SetOptOut
+    | SetVoice
     | Help
 )

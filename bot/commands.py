@@ -6,8 +6,14 @@ rights, valid values, prompt limits) happens here so all platforms behave the sa
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
 from bot import messages as M
 from bot.command_values import (
@@ -23,17 +29,22 @@ from bot.command_values import (
     SetOptOut,
     SetSetting,
     SetTraining,
+    SetVoice,
     ShowSettings,
 )
 from bot.domain import (
     SETTING_SPECS,
     Author,
+    ChannelOptions,
     ChannelRef,
     GenerationRequest,
     ModelVersionInfo,
     Reply,
     SamplingSettings,
+    scoped,
     spec_for,
+    strip_voice_tag,
+    voice_tag,
 )
 from bot.engine.ratelimit import RateLimiter
 from bot.errors import BusyError, UserError
@@ -46,6 +57,13 @@ from bot.ports import (
     TextListener,
     UserStore,
 )
+from bot.training.plot import LOSS_CURVE
+from bot.training.voices import figure_of as voice_figure
+
+log = logging.getLogger(__name__)
+
+# The stored channel value naming the admin who turned notices on (not a setting).
+NOTICES_TO = "notices_to"
 
 # Versions a reset retires: the ones that answer or could be made to.
 LIVE = ("active", "candidate", "retired")
@@ -67,6 +85,27 @@ def quality_fields(v: ModelVersionInfo) -> dict[str, object]:
         "markov": _figure(v.markov_bits_per_char),
         "ratio": ratio,
     }
+
+
+def _untagged(stream: TextListener | None) -> TextListener | None:
+    """A listener that never sees the voice tag a text may start with."""
+    if stream is None:
+        return None
+    listener = stream
+
+    def hear(text: str) -> None:
+        if text.startswith("«") and "»" not in text[:8]:
+            return  # a tag still being written: shown once it is whole, and gone
+        listener(strip_voice_tag(text))
+
+    return hear
+
+
+def loss_curve(v: ModelVersionInfo) -> str | None:
+    """The PNG of the version's training run, written next to its weights; None when its
+    files are gone (pruned, forgotten)."""
+    path = Path(v.path) / LOSS_CURVE
+    return str(path) if path.is_file() else None
 
 
 def version_banner(v: ModelVersionInfo) -> str:
@@ -110,6 +149,9 @@ class Commands:
         jobs: JobStore | None = None,
         on_job_queued: Callable[[], None] = lambda: None,
         on_forgotten: Callable[[], Awaitable[None]] | None = None,
+        busy: Callable[[], bool] = lambda: False,
+        random_source: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # Deletes the files of the versions an opt-out withdrew (the training service).
         self.on_forgotten = on_forgotten
@@ -126,6 +168,13 @@ class Commands:
         self.reply_context_messages = reply_context_messages
         self.user_limit = user_limit or RateLimiter(0)
         self.channel_limit = channel_limit or RateLimiter(0)
+        # Whether the device has work waiting (the engine's queue); an unprompted reply
+        # waits for a quiet moment.
+        self.busy = busy
+        self.random = random_source
+        self.clock = clock
+        self._in_flight = 0
+        self._last_unprompted: dict[ChannelRef, float] = {}
 
     def _check_rate(self, ctx: CommandContext) -> None:
         if not self.user_limit.allow(ctx.actor_id):
@@ -140,11 +189,37 @@ class Commands:
     ) -> SamplingSettings:
         """Per-request override > channel setting > configured default."""
         channel = await self.channels.get(ref)
-        settings = self.defaults.merged(channel.sampling if channel else {})
+        settings = self.defaults.merged(scoped(channel.sampling, "sampling") if channel else {})
         return settings.merged(overrides or {})
 
+    async def options(self, ref: ChannelRef) -> ChannelOptions:
+        """The channel's own behaviour: notices, unprompted replies."""
+        channel = await self.channels.get(ref)
+        return ChannelOptions.from_stored(channel.sampling if channel else {})
+
+    async def _effective(self, ref: ChannelRef) -> dict[str, Any]:
+        """Every setting's value for the channel, both scopes."""
+        channel = await self.channels.get(ref)
+        own = channel.sampling if channel else {}
+        sampling = self.defaults.merged(scoped(own, "sampling"))
+        return {**sampling.as_dict(), **ChannelOptions.from_stored(own).as_dict()}
+
+    @contextlib.asynccontextmanager
+    async def _generating(self) -> AsyncIterator[None]:
+        """Counts the generations this process waits for: an unprompted reply never
+        adds to a queue that people are waiting in."""
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+
     async def continue_text(
-        self, ctx: CommandContext, prompt: str, overrides: Mapping[str, object] | None = None
+        self,
+        ctx: CommandContext,
+        prompt: str,
+        overrides: Mapping[str, object] | None = None,
+        voice: str | None = None,
     ) -> Reply:
         if not prompt.strip():
             raise UserError(M.t("prompt_empty"))
@@ -152,48 +227,90 @@ class Commands:
             raise UserError(M.t("prompt_too_long", length=len(prompt), limit=self.max_prompt_chars))
         # Validate overrides before any work, so a typo costs no generation.
         settings = await self.effective_settings(ctx.channel, overrides)
+        tag = await self._voice_tag(ctx, voice) if voice else ""
         self._check_rate(ctx)
         await self.channels.ensure(ctx.channel, ctx.channel_name)
-        result = await self.generator.generate(
-            GenerationRequest(
-                channel=ctx.channel, settings=settings, mode="continue", prompt=prompt
-            ),
-            ctx.stream if settings.num_return_sequences == 1 else None,
-        )
-        return Reply(result.texts, generated=True)
+        stream = ctx.stream if settings.num_return_sequences == 1 else None
+        async with self._generating():
+            result = await self.generator.generate(
+                GenerationRequest(
+                    channel=ctx.channel, settings=settings, mode="continue", prompt=tag + prompt
+                ),
+                _untagged(stream),
+            )
+        return Reply(tuple(strip_voice_tag(t) for t in result.texts), generated=True)
+
+    async def _voice_tag(self, ctx: CommandContext, voice: str) -> str:
+        """The member's tag in this channel's model, if they lent the channel their
+        voice; a clear refusal otherwise (whoever asks, the member included)."""
+        if self.users is None or not await self.users.has_voice(ctx.channel, voice):
+            raise UserError(M.t("voice_not_lent"))
+        return voice_tag(ctx.channel, voice)
 
     async def reply(self, ctx: CommandContext) -> Reply:
         """The channel's next message, written after its recent history."""
-        settings = await self.effective_settings(ctx.channel)
         self._check_rate(ctx)
+        return await self._next_message(ctx)
+
+    async def _next_message(self, ctx: CommandContext) -> Reply:
+        settings = await self.effective_settings(ctx.channel)
         history = await self.messages.recent(ctx.channel, self.reply_context_messages)
-        result = await self.generator.generate(
-            GenerationRequest(
-                channel=ctx.channel,
-                settings=settings,
-                mode="reply",
-                context=tuple(m.text for m in history),
-            ),
-            ctx.stream,
-        )
-        texts = tuple(t for t in result.texts if t) or (M.t("reply_empty"),)
-        return Reply(texts[:1], generated=True)
+        async with self._generating():
+            result = await self.generator.generate(
+                GenerationRequest(
+                    channel=ctx.channel,
+                    settings=settings,
+                    mode="reply",
+                    context=tuple(m.text for m in history),
+                ),
+                _untagged(ctx.stream),
+            )
+        # A message may open with a voice tag, as the members' messages it learnt from
+        # do: never shown.
+        texts = tuple(s for t in result.texts if (s := strip_voice_tag(t).strip()))
+        return Reply((texts or (M.t("reply_empty"),))[:1], generated=True)
+
+    async def unprompted(self, ctx: CommandContext) -> Reply | None:
+        """After a member's message (`ctx`), sometimes the channel's next message, by
+        the channel's `reply_chance`: never sooner than `reply_cooldown` after the last
+        one, and never while anyone waits for a generation. Nobody asked, so a failure
+        is logged and nothing is said."""
+        if ctx.actor.is_bot:
+            return None
+        options = await self.options(ctx.channel)
+        if options.reply_chance <= 0 or self._in_flight or self.busy():
+            return None
+        now = self.clock()
+        last = self._last_unprompted.get(ctx.channel)
+        if last is not None and now - last < options.reply_cooldown:
+            return None
+        if self.random() >= options.reply_chance:
+            return None
+        # Taken before the generation: messages arriving meanwhile find it cooling down.
+        self._last_unprompted[ctx.channel] = now
+        try:
+            reply = await self._next_message(ctx)
+        except Exception as e:
+            log.warning("%s: no unprompted reply (%s)", ctx.channel, type(e).__name__)
+            return None
+        if reply.texts == (M.t("reply_empty"),):
+            return None
+        return replace(reply, unprompted=True)
 
     # --- settings --------------------------------------------------------------------
 
     async def settings_show(self, ctx: CommandContext) -> Reply:
         channel = await self.channels.get(ctx.channel)
         own = channel.sampling if channel else {}
-        effective = self.defaults.merged(own).as_dict()
+        effective = await self._effective(ctx.channel)
         lines = [M.t("settings_header", channel=ctx.channel)]
         for name, spec in SETTING_SPECS.items():
             source = M.t("source_channel") if name in own else M.t("source_default")
-            value = "none" if effective[name] is None else effective[name]
             lines.append(
                 M.t(
                     "settings_line",
                     key=name,
-                    value=value,
+                    value=spec.show(effective[name]),
                     source=source,
                     range=spec.describe_range(),
                     help=spec.help,
@@ -205,17 +322,24 @@ class Commands:
         self._require_admin(ctx)
         spec = spec_for(key)
         value = spec.coerce(raw_value)
-        old_effective = (await self.effective_settings(ctx.channel)).as_dict()[spec.name]
+        old = (await self._effective(ctx.channel))[spec.name]
         await self.channels.set_sampling(ctx.channel, spec.name, value, actor=ctx.actor_id)
-        shown = "none" if value is None else value
-        return Reply.info(M.t("setting_set", key=spec.name, value=shown, old=old_effective))
+        if spec.name == "notices" and value:
+            # Who hears, privately, why a run was not used: the admin who asked for
+            # notices (a platform has no "admins only" message in a channel).
+            await self.channels.set_sampling(
+                ctx.channel, NOTICES_TO, ctx.actor.id, actor=ctx.actor_id
+            )
+        return Reply.info(
+            M.t("setting_set", key=spec.name, value=spec.show(value), old=spec.show(old))
+        )
 
     async def settings_reset(self, ctx: CommandContext, key: str) -> Reply:
         self._require_admin(ctx)
         spec = spec_for(key)
         await self.channels.set_sampling(ctx.channel, spec.name, None, actor=ctx.actor_id)
-        default = self.defaults.as_dict()[spec.name]
-        return Reply.info(M.t("setting_reset", key=spec.name, value=default))
+        default = {**self.defaults.as_dict(), **ChannelOptions().as_dict()}[spec.name]
+        return Reply.info(M.t("setting_reset", key=spec.name, value=spec.show(default)))
 
     @staticmethod
     def _require_admin(ctx: CommandContext) -> None:
@@ -282,6 +406,33 @@ class Commands:
             await self.on_forgotten()
         return Reply.info(M.t("opted_out", count=count) if out else M.t("opted_in"))
 
+    async def voice(self, ctx: CommandContext, on: bool | None) -> Reply:
+        """A member's own consent to being written as, in this channel only. Off takes
+        it back at once (nobody may ask for it) and from the next version on."""
+        assert self.users is not None
+        if on is not None:
+            await self.users.set_voice(ctx.channel, ctx.actor.id, on, actor=ctx.actor_id)
+            return Reply.info(M.t("voice_on" if on else "voice_off", channel=ctx.channel))
+        if not await self.users.has_voice(ctx.channel, ctx.actor.id):
+            return Reply.info(M.t("voice_status_off", channel=ctx.channel))
+        lines = [M.t("voice_status_on", channel=ctx.channel)]
+        active = await self.registry.active(ctx.channel)
+        tag = voice_tag(ctx.channel, ctx.actor.id)
+        figure = voice_figure(active.path, tag) if active else None
+        if active and figure:
+            lines.append(
+                M.t(
+                    "voice_figure",
+                    version=active.version,
+                    messages=figure.messages,
+                    voice=figure.bits_as_voice,
+                    channel=figure.bits_as_channel,
+                )
+            )
+        else:
+            lines.append(M.t("voice_not_yet"))
+        return Reply.info("\n".join(lines))
+
     async def queue_training(self, ctx: CommandContext) -> Reply:
         """Queues a training run for the channel now (consent is checked when it runs,
         and here, so nobody waits for a job that will refuse)."""
@@ -314,15 +465,21 @@ class Commands:
                 )
                 + (f" — {v.note}" if v.note else "")
             )
-        return Reply.info("\n".join(lines))
+        shown = next((v for v in versions if v.status == "active"), None) or next(
+            (v for v in reversed(versions) if v.status in LIVE), None
+        )
+        chart = loss_curve(shown) if shown else None
+        if shown and chart:
+            lines.append(M.t("models_chart", version=shown.version))
+        return replace(Reply.info("\n".join(lines)), image=chart)
 
     # --- one entry point -------------------------------------------------------------
 
     async def execute(self, ctx: CommandContext, command: Command) -> Reply:
         """Runs one command value (bot/command_values.py) for `ctx`."""
         match command:
-            case Continue(prompt, overrides):
-                return await self.continue_text(ctx, prompt, overrides)
+            case Continue(prompt, overrides, voice):
+                return await self.continue_text(ctx, prompt, overrides, voice)
             case ShowSettings():
                 return await self.settings_show(ctx)
             case SetSetting(key, value):
@@ -343,6 +500,8 @@ class Commands:
                 return await self.queue_training(ctx)
             case SetOptOut(out):
                 return await self.opt(ctx, out)
+            case SetVoice(on):
+                return await self.voice(ctx, on)
             case Help():
                 return Reply.info(M.t("help"))
         raise AssertionError(f"unhandled command {command!r}")

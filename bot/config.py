@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.domain import SETTING_SPECS, SamplingSettings
+from bot.domain import SAMPLING_KEYS, SETTING_SPECS, SamplingSettings
 from bot.errors import ConfigError, UserError
 
 ENV_PREFIX = "TSUZUKI_"
@@ -178,7 +178,7 @@ class Settings(BaseSettings):
         # paths would break as soon as the bot starts from another directory.
         return v.expanduser().resolve()
 
-    @field_validator(*SETTING_SPECS)
+    @field_validator(*SAMPLING_KEYS)
     @classmethod
     def _sampling_in_range(cls, v: object, info: ValidationInfo) -> object:
         # Reuse the ranges the commands enforce, so a default can never be something
@@ -204,7 +204,7 @@ class Settings(BaseSettings):
         return self.torch_threads or (os.cpu_count() or 1)
 
     def default_sampling(self) -> SamplingSettings:
-        return SamplingSettings(**{name: getattr(self, name) for name in SETTING_SPECS})
+        return SamplingSettings(**{name: getattr(self, name) for name in SAMPLING_KEYS})
 
 
 def load_settings(**overrides: Any) -> Settings:

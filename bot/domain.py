@@ -6,6 +6,7 @@ these types and the core works only with them.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import unicodedata
@@ -95,28 +96,51 @@ class ChatMessage:
 # --- Sampling settings -------------------------------------------------------------
 
 
+# Words a switch setting takes (NFKC-normalised, lower case).
+_ON = {"on", "true", "yes", "1", "オン"}
+_OFF = {"off", "false", "no", "0", "オフ"}
+
+# What a setting is for: "sampling" settings shape one generation and may be given per
+# request (`/continue … temperature=0.5`); "channel" settings shape how the bot behaves
+# in the channel (notices, unprompted replies) and are only ever set for the channel.
+Scope = Literal["sampling", "channel"]
+
+
 @dataclass(frozen=True)
 class SettingSpec:
-    """One sampling setting: its type, its allowed range and what it means."""
+    """One per-channel setting: its type, its allowed range and what it means."""
 
     name: str
-    kind: type  # int or float
+    kind: type  # int, float or bool (a switch: on/off)
     minimum: float
     maximum: float
     help: str
     nullable: bool = False
+    scope: Scope = "sampling"
 
     def describe_range(self) -> str:
+        if self.kind is bool:
+            return "on|off"
         rng = f"{_fmt(self.minimum)}–{_fmt(self.maximum)}"
         return f"{rng} or 'none'" if self.nullable else rng
 
-    def coerce(self, raw: object) -> int | float | None:
+    def show(self, value: object) -> str:
+        """A value as `/settings` shows it."""
+        if value is None:
+            return "none"
+        if self.kind is bool:
+            return "on" if value else "off"
+        return str(value)
+
+    def coerce(self, raw: object) -> int | float | bool | None:
         """Turns `raw` (a string typed by a user, or a number) into a valid value, or
         raises UserError naming the setting and its range."""
         if raw is None or (isinstance(raw, str) and raw.strip().lower() in {"none", "null", ""}):
             if self.nullable:
                 return None
             raise self._invalid(raw)
+        if self.kind is bool:
+            return self._switch(raw)
         if isinstance(raw, bool):
             raise self._invalid(raw)
         try:
@@ -143,8 +167,18 @@ class SettingSpec:
         # "-0" is stored and shown as 0, not -0.0.
         return value + 0
 
+    def _switch(self, raw: object) -> bool:
+        if isinstance(raw, bool):
+            return raw
+        word = unicodedata.normalize("NFKC", str(raw)).strip().lower()
+        if word in _ON:
+            return True
+        if word in _OFF:
+            return False
+        raise self._invalid(raw)
+
     def _invalid(self, raw: object) -> UserError:
-        kind = "an integer" if self.kind is int else "a number"
+        kind = {int: "an integer", bool: "on or off"}.get(self.kind, "a number")
         shown = str(raw)
         if len(shown) > ECHO_CHARS:
             shown = shown[:ECHO_CHARS] + f"… ({len(shown):,} characters)"
@@ -203,8 +237,42 @@ SETTING_SPECS: dict[str, SettingSpec] = {
             "fixes the random choices, so the same prompt gives the same text",
             nullable=True,
         ),
+        SettingSpec(
+            "notices",
+            bool,
+            0,
+            1,
+            "post a short notice with the loss curve when a new version starts answering",
+            scope="channel",
+        ),
+        SettingSpec(
+            "reply_chance",
+            float,
+            0.0,
+            1.0,
+            "how often the bot writes the next message unprompted after a member's; 0: never",
+            scope="channel",
+        ),
+        SettingSpec(
+            "reply_cooldown",
+            int,
+            0,
+            7 * 24 * 3600,
+            "seconds at least between two unprompted messages",
+            scope="channel",
+        ),
     )
 }
+
+
+SAMPLING_KEYS = tuple(k for k, s in SETTING_SPECS.items() if s.scope == "sampling")
+
+
+def scoped(stored: Mapping[str, object], scope: Scope) -> dict[str, object]:
+    """The settings of one scope among a channel's stored ones."""
+    return {
+        k: v for k, v in stored.items() if k in SETTING_SPECS and SETTING_SPECS[k].scope == scope
+    }
 
 
 @dataclass(frozen=True)
@@ -228,16 +296,37 @@ class SamplingSettings:
 
     @staticmethod
     def validate_overrides(raw: Mapping[str, object]) -> dict[str, Any]:
-        """Checks a mapping of setting name → raw value; unknown names and bad values
-        raise UserError before anything is used or saved."""
+        """Checks a mapping of setting name → raw value; unknown names, a channel
+        setting and bad values raise UserError before anything is used or saved."""
         out: dict[str, Any] = {}
         for key, value in raw.items():
-            out[key] = spec_for(key).coerce(value)
+            spec = spec_for(key)
+            if spec.scope != "sampling":
+                raise UserError(M.t("setting_channel_only", key=spec.name))
+            out[spec.name] = spec.coerce(value)
         return out
 
     def merged(self, overrides: Mapping[str, object]) -> SamplingSettings:
         """These settings with `overrides` applied (validated)."""
         return replace(self, **self.validate_overrides(overrides))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class ChannelOptions:
+    """How the bot behaves in a channel, beyond sampling (the "channel" settings)."""
+
+    notices: bool = False  # post a notice when a new version answers
+    reply_chance: float = 0.0  # chance of an unprompted reply after a member's message
+    reply_cooldown: int = 600  # seconds at least between two unprompted replies
+
+    @classmethod
+    def from_stored(cls, stored: Mapping[str, object]) -> ChannelOptions:
+        return cls(
+            **{k: SETTING_SPECS[k].coerce(v) for k, v in scoped(stored, "channel").items()}  # type: ignore[arg-type]
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -253,6 +342,24 @@ def spec_for(key: str) -> SettingSpec:
     if spec is None:
         raise UserError(M.t("setting_unknown", key=key, known=", ".join(SETTING_SPECS)))
     return spec
+
+
+# --- Voices ---------------------------------------------------------------------------
+
+# A member's voice tag opens each of their messages in a channel's training text when they
+# turned `/voice on` there; `/continue … as:@member` starts the text with it. A hash of
+# the channel and the member, so it names nobody and means nothing in another channel.
+VOICE_TAG = re.compile(r"^«[0-9a-f]{6}»")
+
+
+def voice_tag(channel: ChannelRef, user_id: str) -> str:
+    digest = hashlib.sha256(f"{channel}/{user_id}".encode()).hexdigest()
+    return f"«{digest[:6]}»"
+
+
+def strip_voice_tag(text: str) -> str:
+    """A text without a voice tag at its start (a model may open a message with one)."""
+    return VOICE_TAG.sub("", text, count=1)
 
 
 # --- Requests and results -----------------------------------------------------------
@@ -310,6 +417,10 @@ class Reply:
     ephemeral: bool = False
     is_error: bool = False
     generated: bool = field(default=False)  # True when the texts are model output
+    image: str | None = None  # a PNG to show with the texts (a loss curve)
+    # Nobody asked: the channel's next message, written after a member's. Posted as a
+    # message of its own, not as a reply to anyone.
+    unprompted: bool = False
 
     @classmethod
     def info(cls, text: str) -> Reply:
@@ -318,3 +429,14 @@ class Reply:
     @classmethod
     def error(cls, text: str) -> Reply:
         return cls((text,), ephemeral=True, is_error=True)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the bot tells a channel by itself (a new version answers), or, with
+    `to_user`, only that member of it (an admin: why a run was not used)."""
+
+    channel: ChannelRef
+    text: str
+    image: str | None = None  # a PNG path: the loss curve
+    to_user: str | None = None  # the platform's user id; None: the whole channel

@@ -43,20 +43,23 @@ class Ingest:
     ) -> Reply | None:
         """Stores a person's message (bots, ours included, are never stored: the model
         should learn the channel's people, not itself) and, when it mentions the bot,
-        answers with the channel's next message."""
+        answers with the channel's next message; otherwise sometimes writes it unasked
+        (Commands.unprompted)."""
         if message.is_bot:
             return None
         ref = message.channel
         opted_out = self.users is not None and await self.users.is_opted_out(
             ref.platform, ref.workspace, message.author.id
         )
-        if message.text.strip() and not opted_out and await self.messages.add(message):
+        stored = bool(message.text.strip()) and not opted_out and await self.messages.add(message)
+        if stored:
             await self._catch_up(ref, message.external_id)
-        if not mentions_bot:
-            return None
-        return await self.commands.reply(
-            CommandContext(message.channel, message.author, stream=stream)
-        )
+        ctx = CommandContext(message.channel, message.author, stream=stream)
+        if mentions_bot:
+            return await self.commands.reply(ctx)
+        # A message seen for the first time (not a platform's re-delivery) may get the
+        # channel's next message unprompted, by the channel's reply_chance.
+        return await self.commands.unprompted(ctx) if stored else None
 
     async def on_edit(self, ref: ChannelRef, external_id: str, text: str, at: datetime) -> None:
         key = (ref, external_id)

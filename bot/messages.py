@@ -129,11 +129,11 @@ CATALOG: dict[str, dict[Locale, str]] = {
         "ja": "'{name}' というコマンドはありません。/help をご覧ください。",
     },
     "help": {
-        "en": "Commands: /continue TEXT [key=value …] continues your text · @tsuzuki … replies "
+        "en": "Commands: /continue TEXT [key=value …] [as:@member] continues your text · @tsuzuki … replies "
         "in the channel's voice · /settings show|set KEY VALUE|reset KEY · /models · "
-        "/help. Anything else you type is kept as channel history.",
-        "ja": "コマンド: /continue 文 [項目=値 …] で続きを書きます · @tsuzuki … でチャンネルらしく"
-        "返信します · /settings show|set 項目 値|reset 項目 · /models · /help。"
+        "/voice on|off · /help. Anything else you type is kept as channel history.",
+        "ja": "コマンド: /continue 文 [項目=値 …] [as:@メンバー] で続きを書きます · @tsuzuki … でチャンネルらしく"
+        "返信します · /settings show|set 項目 値|reset 項目 · /models · /voice on|off · /help。"
         "それ以外の入力はチャンネルの履歴として保存されます。",
     },
     "model_not_cached": {
@@ -293,6 +293,70 @@ CATALOG: dict[str, dict[Locale, str]] = {
     "jobs_none": {
         "en": "No jobs.",
         "ja": "ジョブはありません。",
+    },
+    "setting_channel_only": {
+        "en": "{key} is a channel setting, not one for a single request: /settings set {key} VALUE (admins).",
+        "ja": "{key} はチャンネルの設定で、1 回のリクエストには指定できません。/settings set {key} 値（管理者）で変更してください。",
+    },
+    "models_chart": {
+        "en": "The loss curve of v{version} is attached.",
+        "ja": "v{version} の損失曲線を添付しました。",
+    },
+    "notice_promoted": {
+        "en": "📈 v{version} of this channel's model answers from now on: {bits} bits/char on the newest messages (the channel's Markov chain: {markov}; {previous}). Lower is better. Its loss curve:",
+        "ja": "📈 このチャンネルのモデル v{version} に切り替わりました: 最新メッセージで {bits} ビット/文字（このチャンネルのマルコフ連鎖: {markov}、{previous}）。小さいほど良い値です。損失曲線:",
+    },
+    "notice_previous": {
+        "en": "v{version} before it: {bits}",
+        "ja": "これまでの v{version}: {bits}",
+    },
+    "notice_first": {
+        "en": "its first version",
+        "ja": "最初のバージョン",
+    },
+    "notice_kept": {
+        "en": "Training {channel} ended, but the new version is not used: {line} — {reason}",
+        "ja": "{channel} の学習は終わりましたが、新しいバージョンは使いません: {line} — {reason}",
+    },
+    "notice_failed": {
+        "en": "Training {channel} failed: {error}",
+        "ja": "{channel} の学習に失敗しました: {error}",
+    },
+    "console_image": {
+        "en": "(image: {path})",
+        "ja": "（画像: {path}）",
+    },
+    "voice_usage": {
+        "en": "Usage: /voice on | /voice off | /voice (where you stand).",
+        "ja": "使い方: /voice on | /voice off | /voice（現在の状態）",
+    },
+    "voice_not_lent": {
+        "en": "That member has not lent this channel their voice. Only they can, with /voice on; until then nobody can write as them.",
+        "ja": "そのメンバーはこのチャンネルで声（文体）の利用を許可していません。本人が /voice on で許可するまで、誰もその人として書くことはできません。",
+    },
+    "voice_on": {
+        "en": "You lent {channel} your voice: from its next training on, /continue … as:@you writes like you, in this channel only. /voice off takes it back.",
+        "ja": "{channel} にあなたの声（文体）の利用を許可しました。次の学習から、このチャンネルでだけ /continue … as:@あなた があなたらしく書きます。/voice off でいつでも取り消せます。",
+    },
+    "voice_off": {
+        "en": "Your voice is taken back in {channel}: nobody can write as you, and its next version no longer learns how you write.",
+        "ja": "{channel} での声（文体）の利用を取り消しました。誰もあなたとして書けなくなり、次のバージョンからはあなたの文体を学習しません。",
+    },
+    "voice_status_on": {
+        "en": "You lent {channel} your voice (/voice off takes it back).",
+        "ja": "{channel} に声（文体）の利用を許可しています（/voice off で取り消せます）。",
+    },
+    "voice_status_off": {
+        "en": "Your voice is not lent to {channel}: nobody can write as you. /voice on lends it.",
+        "ja": "{channel} では声（文体）の利用を許可していません。誰もあなたとして書けません。/voice on で許可できます。",
+    },
+    "voice_figure": {
+        "en": "v{version} on your {messages} newest messages: {voice:.2f} bits/char as you, {channel:.2f} as the channel (lower is better).",
+        "ja": "v{version} があなたの最新メッセージ {messages} 件で: あなたとして {voice:.2f} ビット/文字、チャンネルとして {channel:.2f}（小さいほど良い）。",
+    },
+    "voice_not_yet": {
+        "en": "The active version has no figure for your voice yet (it comes with the next training, once you have a few recent messages).",
+        "ja": "現在のバージョンにはまだあなたの声の評価がありません（次の学習で、最近のメッセージが数件あれば測定されます）。",
     },
     "console_welcome": {
         "en": "Tsuzuki — channel {channel}, model {model}. Type /help for commands, Ctrl-D to quit.",

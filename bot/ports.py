@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     from bot.training.service import ProgressFn, TrainOptions, TrainOutcome
 
 
+# One message a model may learn from: (author's name, text, voice), voice being the
+# author's user id when they lent the channel their voice (`/voice on`), else "".
+TrainingText = tuple[str, str, str]
+
+
 @dataclass(frozen=True)
 class ChannelInfo:
     id: int
@@ -93,8 +98,9 @@ class MessageStore(Protocol):
 
     def iter_training_texts(
         self, ref: ChannelRef, max_id: int, page_size: int = 5000
-    ) -> AsyncIterator[list[tuple[str, str]]]:
-        """Pages of (author, text) a model may learn from, oldest first."""
+    ) -> AsyncIterator[list[TrainingText]]:
+        """Pages of (author, text, voice) a model may learn from, oldest first; voice is
+        the author's user id when they turned `/voice on` in the channel, else ""."""
         ...
 
 
@@ -104,6 +110,12 @@ class UserStore(Protocol):
     ) -> int: ...
 
     async def is_opted_out(self, platform: str, workspace: str, user_id: str) -> bool: ...
+
+    async def set_voice(self, ref: ChannelRef, user_id: str, on: bool, *, actor: str) -> None:
+        """A member's consent to `/continue … as:@them` in this channel (`/voice on`)."""
+        ...
+
+    async def has_voice(self, ref: ChannelRef, user_id: str) -> bool: ...
 
 
 class ModelRegistry(Protocol):

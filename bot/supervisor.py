@@ -17,9 +17,12 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from bot.domain import ChannelRef, ChatMessage
+from bot.domain import ChannelRef, ChatMessage, Notice
 
 log = logging.getLogger(__name__)
+
+# How long a notice waits for its platform to be connected before it is dropped.
+NOTICE_WAIT_S = 120.0
 
 
 class Platform(Protocol):
@@ -34,6 +37,8 @@ class Platform(Protocol):
     async def fetch_history(
         self, ref: ChannelRef, before: str | None, limit: int
     ) -> list[ChatMessage]: ...
+
+    async def post_notice(self, notice: Notice) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -141,3 +146,14 @@ class Supervisor:
         await self._up.wait()
         assert self.current is not None
         return await self.current.fetch_history(ref, before, limit)
+
+    async def post_notice(self, notice: Notice) -> None:
+        """Delivers a notice through the connection that is up; a platform down for
+        longer than NOTICE_WAIT_S loses it (the version answers all the same)."""
+        try:
+            await asyncio.wait_for(self._up.wait(), NOTICE_WAIT_S)
+        except TimeoutError:
+            log.warning("%s: down; a notice for %s was dropped", self.name, notice.channel)
+            return
+        assert self.current is not None
+        await self.current.post_notice(notice)

@@ -23,21 +23,38 @@ from bot.command_values import (
     SetOptOut,
     SetSetting,
     SetTraining,
+    SetVoice,
     ShowSettings,
 )
 from bot.domain import SETTING_ALIASES, SETTING_SPECS
 from bot.errors import UserError
 
 _OVERRIDE = re.compile(r"^([a-z_]+)=(\S+)$")
+# `as:` and a mention: Slack's <@U123> or <@U123|name>, Discord's <@123> or <@!123>, or a
+# plain @name or name (the console's user names).
+_AS = re.compile(r"^as:(?:<@!?([A-Za-z0-9]+)(?:\|[^>]*)?>|@?([^\s<>@]+))$")
 
 
 def split_overrides(text: str) -> tuple[str, dict[str, str]]:
     """'織田信長は、 temperature=0.7 seed=1' → ('織田信長は、', {...}). Only trailing
-    key=value words whose key is a sampling setting count, so prompts may contain '='."""
+    key=value words whose key is a setting count, so prompts may contain '='."""
+    prompt, overrides, _ = split_options(text)
+    return prompt, overrides
+
+
+def split_options(text: str) -> tuple[str, dict[str, str], str | None]:
+    """The prompt, its trailing key=value overrides and its `as:@member` (the member's
+    user id, as a platform writes a mention: '<@U123|taro>', '<@123>', '@taro')."""
     words = text.split(" ")
     overrides: dict[str, str] = {}
+    voice: str | None = None
     while words:
-        match = _OVERRIDE.match(words[-1])
+        last = words[-1]
+        if voice is None and (as_match := _AS.match(last)) is not None:
+            voice = as_match.group(1) or as_match.group(2)
+            words.pop()
+            continue
+        match = _OVERRIDE.match(last)
         if match is None:
             break
         key = SETTING_ALIASES.get(match.group(1), match.group(1))
@@ -45,7 +62,7 @@ def split_overrides(text: str) -> tuple[str, dict[str, str]]:
             break
         overrides.setdefault(key, match.group(2))
         words.pop()
-    return " ".join(words).strip(), overrides
+    return " ".join(words).strip(), overrides, voice
 
 
 def parse_command(line: str) -> Command:
@@ -60,8 +77,15 @@ def parse_named(name: str, rest: str) -> Command:
     only the text after it)."""
     name = name.lower()
     if name == "continue":
-        prompt, overrides = split_overrides(rest)
-        return Continue(prompt, overrides)
+        prompt, overrides, voice = split_options(rest)
+        return Continue(prompt, overrides, voice)
+    if name == "voice":
+        match rest.strip().lower():
+            case "":
+                return SetVoice()
+            case "on" | "off" as word:
+                return SetVoice(word == "on")
+        raise UserError(M.t("voice_usage"))
     if name == "settings":
         return _settings(rest)
     if name == "models":

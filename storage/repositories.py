@@ -12,15 +12,24 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Select, and_, delete, func, or_, select, tuple_, update
+from sqlalchemy import Select, and_, case, delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain import Author, ChannelRef, ChatMessage, ModelVersionInfo, Platform
-from bot.ports import ChannelInfo, ImportBatch, ImportCounts, JobInfo, JobOwner
+from bot.ports import ChannelInfo, ImportBatch, ImportCounts, JobInfo, JobOwner, TrainingText
 from storage.db import Database
-from storage.models import AuditEntry, Channel, Job, Message, ModelVersion, User, Workspace
+from storage.models import (
+    AuditEntry,
+    Channel,
+    Job,
+    Message,
+    ModelVersion,
+    User,
+    VoiceConsent,
+    Workspace,
+)
 
 # Rows per INSERT statement in bulk imports: large enough to amortise round trips,
 # small enough to stay under PostgreSQL's 32767 bind parameters (8 columns a row).
@@ -81,6 +90,26 @@ async def _ensure_workspace(session: AsyncSession, platform: str, external_id: s
     )
     assert ws_id is not None
     return ws_id
+
+
+async def _ensure_user(session: AsyncSession, ws_id: int, external_id: str) -> int:
+    await session.execute(
+        _insert(session, User)
+        .values(
+            workspace_id=ws_id,
+            external_id=external_id,
+            display_name="",
+            is_bot=False,
+            opted_out=False,
+            created_at=datetime.now(UTC),
+        )
+        .on_conflict_do_nothing()
+    )
+    uid = await session.scalar(
+        select(User.id).where(User.workspace_id == ws_id, User.external_id == external_id)
+    )
+    assert uid is not None
+    return uid
 
 
 async def _ensure_channel(session: AsyncSession, ref: ChannelRef, name: str) -> Channel:
@@ -240,6 +269,8 @@ class SqlUserStore:
             user_ids = select(User.id).where(
                 User.workspace_id == ws_id, User.external_id == user_id
             )
+            # Forgotten means no voice either, in any channel of the workspace.
+            await session.execute(delete(VoiceConsent).where(VoiceConsent.user_id.in_(user_ids)))
             # Every version trained on these messages goes with them, in this transaction.
             firsts = await session.execute(
                 select(Message.channel_id, func.min(Message.id), func.count())
@@ -260,6 +291,47 @@ class SqlUserStore:
                 await _forget_versions(session, channel_id, first_id, actor)
             res = await session.execute(delete(Message).where(Message.author_id.in_(user_ids)))
             return int(res.rowcount)  # type: ignore[attr-defined]
+
+    async def set_voice(self, ref: ChannelRef, user_id: str, on: bool, *, actor: str) -> None:
+        """A member's own consent to being written as in this channel (audited)."""
+        async with self.db.write() as session:
+            channel = await _ensure_channel(session, ref, "")
+            uid = await _ensure_user(session, channel.workspace_id, user_id)
+            if on:
+                await session.execute(
+                    _insert(session, VoiceConsent)
+                    .values(channel_id=channel.id, user_id=uid, created_at=datetime.now(UTC))
+                    .on_conflict_do_nothing()
+                )
+            else:
+                await session.execute(
+                    delete(VoiceConsent).where(
+                        VoiceConsent.channel_id == channel.id, VoiceConsent.user_id == uid
+                    )
+                )
+            session.add(
+                AuditEntry(
+                    actor=actor,
+                    channel_id=channel.id,
+                    action="voice.on" if on else "voice.off",
+                    key=f"{ref.platform}:{ref.workspace}/{user_id}",
+                    new_value=json.dumps(on),
+                    at=datetime.now(UTC),
+                )
+            )
+
+    async def has_voice(self, ref: ChannelRef, user_id: str) -> bool:
+        async with self.db.read() as session:
+            found = await session.scalar(
+                select(VoiceConsent.id)
+                .join(User, VoiceConsent.user_id == User.id)
+                .where(
+                    VoiceConsent.channel_id == _channel_id_query(ref),
+                    User.external_id == user_id,
+                    User.opted_out.is_(False),
+                )
+            )
+            return found is not None
 
     async def is_opted_out(self, platform: str, workspace: str, user_id: str) -> bool:
         async with self.db.read() as session:
@@ -633,14 +705,29 @@ class SqlMessageStore:
 
     async def iter_training_texts(
         self, ref: ChannelRef, max_id: int, page_size: int = 5000
-    ) -> AsyncIterator[list[tuple[str, str]]]:
-        """Pages of (author name, text), oldest first, up to message `max_id`. Keyset
-        pagination keeps each query cheap and memory flat on channels of millions."""
+    ) -> AsyncIterator[list[TrainingText]]:
+        """Pages of (author name, text, voice), oldest first, up to message `max_id`;
+        voice is the author's user id when they turned `/voice on` in this channel.
+        Keyset pagination keeps each query cheap and memory flat on channels of
+        millions."""
         after: tuple[Any, int] | None = None
         while True:
             query = (
-                select(Message.created_at, Message.id, User.display_name, Message.text)
+                select(
+                    Message.created_at,
+                    Message.id,
+                    User.display_name,
+                    Message.text,
+                    case((VoiceConsent.id.is_not(None), User.external_id), else_=""),
+                )
                 .outerjoin(User, Message.author_id == User.id)
+                .outerjoin(
+                    VoiceConsent,
+                    and_(
+                        VoiceConsent.user_id == Message.author_id,
+                        VoiceConsent.channel_id == Message.channel_id,
+                    ),
+                )
                 .where(*self._trainable(ref, max_id))
                 .order_by(Message.created_at, Message.id)
                 .limit(page_size)
@@ -651,7 +738,7 @@ class SqlMessageStore:
                 rows = (await session.execute(query)).all()
             if not rows:
                 return
-            yield [(name or "", text) for _, _, name, text in rows]
+            yield [(name or "", text, voice or "") for _, _, name, text, voice in rows]
             after = (rows[-1][0], rows[-1][1])
 
 

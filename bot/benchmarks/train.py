@@ -107,7 +107,7 @@ async def _tsuzuki(base: Path, train: list[str], held_out: list[str], out: Path)
     tokenizer = AutoTokenizer.from_pretrained(base)
 
     async def pages() -> Any:
-        yield [("", t) for t in train]
+        yield [("", t, "") for t in train]
 
     # All of `train` goes to train.bin (no held-out share: it is held out above).
     await build_dataset(pages(), len(train), tokenizer, out, 0, _no_eval())

@@ -143,6 +143,14 @@ def continue_(
         typer.Option("-n", "--num-return-sequences", help=_setting_option("num_return_sequences")),
     ] = None,
     seed: Annotated[str | None, typer.Option(help=_setting_option("seed"))] = None,
+    as_: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            help="Write as this member (their user id), if they lent the channel their "
+            "voice with /voice on.",
+        ),
+    ] = None,
 ) -> None:
     """Continue PROMPT in CHANNEL's voice (the output starts with the prompt)."""
 
@@ -157,7 +165,7 @@ def continue_(
         "seed": seed,
     }
     overrides = {k: v for k, v in given.items() if v is not None}
-    _run(channel, Continue(prompt, overrides))
+    _run(channel, Continue(prompt, overrides, as_))
 
 
 @cli.command()

@@ -1,6 +1,7 @@
 """Training and background jobs: `tsuzuki train`, `jobs`, `status`."""
 
 import asyncio
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -16,6 +17,7 @@ from bot.commands import quality_fields
 from bot.config import Settings
 from bot.domain import ChannelRef
 from bot.errors import UserError
+from bot.training.plot import LOSS_CURVE
 
 
 @cli.command()
@@ -148,7 +150,7 @@ async def run_job(app: Any, job: Any) -> Any:
             out.print(f"promoted: v{v.version} now answers in {job.channel}", markup=False)
         else:
             out.print(f"not promoted: {outcome.reason}", markup=False)
-        out.print(f"loss curve: {v.path}/loss.png", markup=False)
+        out.print(f"loss curve: {Path(v.path) / LOSS_CURVE}", markup=False)
     return result
 
 

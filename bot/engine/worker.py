@@ -161,6 +161,11 @@ class DeviceWorker:
         job = self._job(priority, item=item, handler=handler)
         return await self._await(job, priority)
 
+    @property
+    def interactive_waiting(self) -> int:
+        """Interactive requests queued or running now (people waiting for an answer)."""
+        return self._pending_interactive
+
     def serve_waiting(self) -> None:
         """Runs the interactive jobs waiting now, from inside a long job on the device
         thread (training's yield points between layers); returns when none wait."""

@@ -97,7 +97,7 @@ def tokenize_messages(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> n
 
 
 async def build_dataset(
-    pages: AsyncIterator[list[tuple[str, str]]],
+    pages: AsyncIterator[list[tuple[str, str, str]]],
     total: int,
     tokenizer: PreTrainedTokenizerBase,
     out_dir: Path,
@@ -105,8 +105,8 @@ async def build_dataset(
     options: DatasetOptions = DatasetOptions(),
 ) -> DatasetInfo:
     """Writes out_dir/train.bin (token stream) and out_dir/eval.jsonl (held-out texts)
-    from pages of (author, text) oldest first; `total` is how many the pages hold, up
-    to message `max_message_id`."""
+    from pages of (author, text, voice tag or "") oldest first; `total` is how many the
+    pages hold, up to message `max_message_id`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     n_eval = eval_count(total, options.eval_fraction)
     n_train_target = total - n_eval
@@ -124,7 +124,7 @@ async def build_dataset(
     ):
         async for page in pages:
             train_texts: list[str] = []
-            for author, raw in page:
+            for author, raw, voice in page:
                 seen += 1
                 text = clean_message(raw)
                 if not spam.keep(text):
@@ -133,6 +133,9 @@ async def build_dataset(
                 kept += 1
                 if options.author_prefix and author:
                     text = f"{author}: {text}"
+                # The member's voice tag (bot/domain.py voice_tag): the model learns
+                # how they write, and `/continue … as:` asks for it.
+                text = voice + text
                 if seen <= n_fit_target:
                     train_texts.append(text)
                     texts_f.write(json.dumps(text, ensure_ascii=False) + "\n")

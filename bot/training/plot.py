@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# The file name of the curve in a version's directory.
+LOSS_CURVE = "loss.png"
+
 
 def save_loss_curve(
     losses: list[float],

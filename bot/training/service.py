@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -24,19 +24,21 @@ from typing import Any
 from bot import messages as M
 from bot.config import Settings
 from bot.device import Device, Priority
-from bot.domain import ChannelRef, ModelVersionInfo
+from bot.domain import ChannelRef, ModelVersionInfo, voice_tag
 from bot.errors import UserError
 from bot.generation.bases import ADAPTER_CONFIG
 from bot.generation.loading import load_directory, load_tokenizer
 from bot.generation.ngram import Mixture
 from bot.generation.resolver import ModelResolver, stale_scratch_dirs
 from bot.generation.spec import ModelSpec
-from bot.ports import ChannelStore, MessageStore, ModelRegistry
+from bot.ports import ChannelStore, MessageStore, ModelRegistry, TrainingText
 from bot.training.dataset import DatasetInfo, DatasetOptions, build_dataset, read_eval_texts
 from bot.training.evaluation import EvalResult, evaluate_texts
 from bot.training.finetune import FineTune, Method, StepResult, TrainConfig, bf16_supported
 from bot.training.markov import MarkovScore, markov_baseline
-from bot.training.plot import save_loss_curve
+from bot.training.plot import LOSS_CURVE, save_loss_curve
+from bot.training.voices import METADATA, VoiceFigure, as_metadata
+from bot.training.voices import measure as voice_figures
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,10 @@ class TrainOutcome:
     dataset: DatasetInfo
     resumed_at_step: int  # 0 for a fresh run
     tokens_per_second: float
+    # The version that answered before this run, on the same held-out messages (what
+    # the new one had to beat); None for a channel's first version.
+    previous_version: int | None = None
+    previous_bits_per_char: float | None = None
 
 
 class TrainingService:
@@ -204,6 +210,18 @@ class TrainingService:
         await self.worker.run(trainer.finish)
         mixture = await self.worker.run(trainer.fit_mixture)
         result_eval = await self.worker.run(trainer.evaluate, eval_texts, mixture)
+        voices = await self.worker.run(
+            voice_figures, eval_texts, partial(trainer.evaluate, mixture=mixture)
+        )
+        for tag, figure in voices.items():
+            log.info(
+                "%s: voice %s on %d held-out messages: %.3f bits/char, the channel %.3f",
+                ref,
+                tag,
+                figure.messages,
+                figure.bits_as_voice,
+                figure.bits_as_channel,
+            )
 
         # 5. The new version: complete on disk before anyone can see it.
         version = await self.registry.next_version(ref)
@@ -231,7 +249,14 @@ class TrainingService:
         if base.kind == "scratch":
             base_ref = str(await self.resolver.scratch_base(ref, base))
         await self._write_version(
-            trainer, final_dir, info, dataset, (result_eval, start_eval, markov), base_ref, mixture
+            trainer,
+            final_dir,
+            info,
+            dataset,
+            (result_eval, start_eval, markov),
+            base_ref,
+            mixture,
+            voices,
         )
         if not await self.registry.add(info, forget_epoch=forget_epoch):
             shutil.rmtree(final_dir, ignore_errors=True)
@@ -239,7 +264,7 @@ class TrainingService:
             raise DataForgotten(M.t("training_forgotten", channel=ref))
 
         # 6. Promotion: no worse than the active version on today's held-out messages.
-        promoted, reason = await self._promote(
+        promoted, reason, previous = await self._promote(
             ref, info, result_eval, (start, start_eval), eval_texts, config.block_size
         )
         await self._prune(ref)
@@ -257,6 +282,8 @@ class TrainingService:
             dataset=dataset,
             resumed_at_step=resumed_at,
             tokens_per_second=trainer.state.tokens_seen / seconds,
+            previous_version=previous[0] if previous else None,
+            previous_bits_per_char=_finite(previous[1].bits_per_char) if previous else None,
         )
 
     async def _start_source(self, ref: ChannelRef, base: ModelSpec, method: Method) -> str:
@@ -281,7 +308,7 @@ class TrainingService:
         # Loaded on the device worker, like every model and tokenizer: one thread
         # imports and loads, so the libraries' lazy imports never race.
         tokenizer = await self.worker.run(load_tokenizer, Path(start))
-        pages = self.messages.iter_training_texts(ref, max_id)
+        pages = _with_voice_tags(ref, self.messages.iter_training_texts(ref, max_id))
         options = DatasetOptions(author_prefix=self.settings.train_author_prefix)
         info = await build_dataset(pages, total, tokenizer, run_dir, max_id, options)
         if info.train_tokens < 2 or info.eval_messages < 1:
@@ -332,6 +359,7 @@ class TrainingService:
         figures: tuple[EvalResult, EvalResult, MarkovScore],
         base_ref: str,
         mixture: Mixture,
+        voices: dict[str, VoiceFigure],
     ) -> None:
         result_eval, start_eval, markov = figures
         tmp = final_dir.with_name(final_dir.name + ".tmp")
@@ -363,15 +391,16 @@ class TrainingService:
             "train_messages": dataset.train_messages,
             "eval_messages": dataset.eval_messages,
             "created_at": info.created_at.isoformat(),
+            "voices": as_metadata(voices),
         }
-        (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2), encoding="utf-8")
+        (tmp / METADATA).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
         # Rendering takes about half a second: off the event loop, which must keep
         # answering the platforms meanwhile.
         await asyncio.to_thread(
             partial(
                 save_loss_curve,
                 trainer.state.losses,
-                tmp / "loss.png",
+                tmp / LOSS_CURVE,
                 eval_loss=result_eval.loss,
                 start_eval_loss=start_eval.loss,
                 valid=trainer.state.valid_losses,
@@ -389,8 +418,11 @@ class TrainingService:
         start: tuple[str, EvalResult],
         eval_texts: list[str],
         block_size: int,
-    ) -> tuple[bool, str]:
+    ) -> tuple[bool, str, tuple[int, EvalResult] | None]:
+        """Whether the new version answers from now on, why not, and the version that
+        answered before with its figure on the same messages."""
         active = await self.registry.active(ref)
+        previous = None
         if active is not None:
             if active.path == start[0]:
                 active_eval = start[1]  # already measured on these messages
@@ -398,6 +430,7 @@ class TrainingService:
                 active_eval = await self.worker.run(
                     _evaluate_dir, active.path, eval_texts, block_size
                 )
+            previous = (active.version, active_eval)
             # `not <=` rather than `>`, so a diverged (NaN) version is never promoted.
             if not result_eval.nats_per_char <= active_eval.nats_per_char:
                 reason = M.t(
@@ -407,11 +440,11 @@ class TrainingService:
                     active=active.version,
                 )
                 await self.registry.set_note(ref, info.version, reason)
-                return False, reason
+                return False, reason, previous
         if await self.registry.activate(ref, info.version, actor="training") is None:
             # A member opted out since the version was registered: it is withdrawn.
-            return False, M.t("training_forgotten", channel=ref)
-        return True, ""
+            return False, M.t("training_forgotten", channel=ref), previous
+        return True, "", previous
 
     async def delete_forgotten(self) -> None:
         """Deletes the files of every version trained on messages that were forgotten
@@ -434,6 +467,14 @@ class TrainingService:
         for v in removable[: max(0, excess)]:
             shutil.rmtree(v.path, ignore_errors=True)
             await self.registry.remove(ref, v.version)
+
+
+async def _with_voice_tags(
+    ref: ChannelRef, pages: AsyncIterator[list[TrainingText]]
+) -> AsyncIterator[list[TrainingText]]:
+    """The pages with each lent voice (a user id) as the member's tag in this channel."""
+    async for page in pages:
+        yield [(name, text, voice_tag(ref, voice) if voice else "") for name, text, voice in page]
 
 
 def _same_run(run_dir: Path, key: dict[str, Any]) -> bool:

@@ -2093,6 +2093,9 @@ class FakeDiscord:
             # The first followup after a deferral fills in the "thinking…" message.
             message = record.original
             self._apply_edit(message, body)
+            if recorded.files:
+                # Stored as Discord stores them: with their size, id and URL.
+                message["attachments"] = self._attachments(recorded, record.channel_id)
             message["flags"] = (message["flags"] & FLAG_EPHEMERAL) | (flags & ~FLAG_EPHEMERAL)
             if not message["flags"] & FLAG_EPHEMERAL:
                 await self._echo("MESSAGE_UPDATE", self._gateway_message(message))

@@ -26,6 +26,14 @@ whether they were late; `redeliver_unacked=True` makes the fake resend unacknowl
 events with `retry_attempt`/`retry_reason: "timeout"` as Slack does), 429 with
 `Retry-After` on request, and the bot's own posts stored in the channel history.
 
+File uploads follow Slack's three steps, as `AsyncWebClient.files_upload_v2` makes them:
+`files.getUploadURLExternal` (filename and length required) hands out a file id and an
+upload URL on the fake, the bytes are POSTed there (raw or multipart, no token, answered
+`text/plain` "OK - <size>"), and `files.completeUploadExternal` shares the uploaded files:
+one message from the bot per channel (text = `initial_comment`, a `files` list) that shows in
+`messages(channel)`. Completed uploads are recorded in `uploads` (`wait_for_upload`);
+`files.info` answers for them and `url_private` serves their bytes to a valid token.
+
 For Bolt in HTTP mode the fake only builds requests: `sign`, `signed_headers`,
 `event_body`, `slash_command_body` and `url_verification_body` are module functions.
 """
@@ -42,6 +50,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import mimetypes
 import secrets
 import socket
 import string
@@ -53,7 +62,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import pytest
-from aiohttp import WSMsgType, web
+from aiohttp import BodyPartReader, WSMsgType, web
 
 __all__ = [
     "ACK_TIMEOUT",
@@ -69,6 +78,7 @@ __all__ = [
     "PostedMessage",
     "RecordedCall",
     "RecordedResponse",
+    "RecordedUpload",
     "SlackApiFailure",
     "SocketAck",
     "SocketEnvelope",
@@ -351,6 +361,54 @@ class RecordedResponse:
 
 
 @dataclass
+class RecordedUpload:
+    """A file uploaded in Slack's three steps (files.getUploadURLExternal, a POST of the
+    bytes to the upload URL, files.completeUploadExternal).
+
+    `length` is what getUploadURLExternal was told, `content` what reached the upload URL
+    (`uploaded` says whether anything did). After completion, `channels` are where it was
+    shared (empty for a private file), `shares` maps each to the ts of the message that
+    carries it, and `channel` / `ts` name the first. `token` is the one that asked for the
+    upload URL; `user` the uploader (the bot). `time` is `time.monotonic()` at completion
+    (at the URL request until then).
+    """
+
+    file_id: str
+    filename: str
+    length: int
+    upload_url: str
+    time: float
+    token: str | None
+    user: str
+    alt_txt: str | None = None
+    snippet_type: str | None = None
+    content: bytes = b""
+    content_type: str | None = None
+    uploaded: bool = False
+    mimetype: str = "application/octet-stream"
+    title: str | None = None
+    completed: bool = False
+    channels: list[str] = field(default_factory=list)
+    shares: dict[str, str] = field(default_factory=dict)
+    initial_comment: str | None = None
+    thread_ts: str | None = None
+    created: int = 0
+
+    @property
+    def channel(self) -> str | None:
+        return self.channels[0] if self.channels else None
+
+    @property
+    def ts(self) -> str | None:
+        channel = self.channel
+        return self.shares.get(channel) if channel is not None else None
+
+    @property
+    def size(self) -> int:
+        return len(self.content)
+
+
+@dataclass
 class SocketEnvelope:
     """An envelope the fake sent over Socket Mode. `sent_at` is `time.monotonic()`."""
 
@@ -515,6 +573,26 @@ def _int_param(params: Json, name: str, default: int) -> int:
         raise SlackApiFailure("invalid_arguments") from None
 
 
+def _sniff_mimetype(filename: str, content: bytes) -> str:
+    """What Slack would call the file: by its magic bytes, else by its name."""
+    for magic, mimetype in (
+        (b"\x89PNG\r\n\x1a\n", "image/png"),
+        (b"\xff\xd8\xff", "image/jpeg"),
+        (b"GIF8", "image/gif"),
+        (b"%PDF-", "application/pdf"),
+    ):
+        if content.startswith(magic):
+            return mimetype
+    guessed, _ = mimetypes.guess_type(filename)
+    if guessed is not None:
+        return guessed
+    try:
+        content.decode()
+    except UnicodeDecodeError:
+        return "application/octet-stream"
+    return "text/plain"
+
+
 def _is_top_level(message: Json) -> bool:
     thread_ts = message.get("thread_ts")
     return (
@@ -560,6 +638,7 @@ class FakeSlack:
 
     Recorded: `calls` (every Web API call), `tokens_seen` (Authorization header values),
     `unknown_methods`, `posted` (chat.postMessage / postEphemeral / update, decoded),
+    `uploads` (completed file uploads, in order; `files` holds every file id handed out),
     `responses` (response_url posts by name), `socket_envelopes` (sent, by envelope id),
     `socket_acks`, `socket_received` (every message from Socket Mode clients) and
     `socket_connections_total`. State: `users`, `channels`, `history` (per channel, oldest
@@ -625,6 +704,8 @@ class FakeSlack:
         self.tokens_seen: list[str] = []
         self.unknown_methods: list[str] = []
         self.posted: list[PostedMessage] = []
+        self.uploads: list[RecordedUpload] = []
+        self.files: dict[str, RecordedUpload] = {}
         self.responses: dict[str, list[RecordedResponse]] = {}
         self.socket_envelopes: dict[str, SocketEnvelope] = {}
         self.socket_acks: list[SocketAck] = []
@@ -638,6 +719,7 @@ class FakeSlack:
         self._failures: list[_Failure] = []
         self._stubs: dict[str, MethodHandler] = {}
         self._tickets: set[str] = set()
+        self._upload_keys: dict[str, str] = {}
         self._connections: list[_SocketConnection] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
@@ -658,6 +740,9 @@ class FakeSlack:
             "conversations.join": self._conversations_join,
             "reactions.add": self._reactions,
             "reactions.remove": self._reactions,
+            "files.getUploadURLExternal": self._files_get_upload_url_external,
+            "files.completeUploadExternal": self._files_complete_upload_external,
+            "files.info": self._files_info,
         }
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -681,6 +766,8 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/response/{name}", self._response)
+        app.router.add_post("/upload/v1/{key}", self._upload)
+        app.router.add_get("/files-pri/{file_id}/{name}", self._download)
         app.router.add_get("/socket-mode", self._socket)
         app.router.add_get("/socket-mode/", self._socket)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
@@ -978,6 +1065,33 @@ class FakeSlack:
         def describe() -> str:
             seen = [f"{c.method} -> {c.status} {c.error or ''}".strip() for c in self.calls[start:]]
             return f"no matching {method} call within {timeout}s; saw {seen}"
+
+        return await self._wait(find, timeout, describe)
+
+    async def wait_for_upload(
+        self,
+        predicate: Callable[[RecordedUpload], bool] | None = None,
+        timeout: float = 10.0,  # noqa: ASYNC109
+        start: int = 0,
+    ) -> RecordedUpload:
+        """The first completed upload (from index `start` of `uploads`, including uploads
+        already recorded) satisfying `predicate`."""
+
+        def find() -> RecordedUpload | None:
+            for upload in self.uploads[start:]:
+                if predicate is None or predicate(upload):
+                    return upload
+            return None
+
+        def describe() -> str:
+            seen = [
+                f"{u.file_id} {u.filename!r} -> {u.channels or 'private'}"
+                for u in self.uploads[start:]
+            ]
+            pending = [u.file_id for u in self.files.values() if not u.completed]
+            return (
+                f"no matching upload within {timeout}s; completed {seen}, not completed {pending}"
+            )
 
         return await self._wait(find, timeout, describe)
 
@@ -1326,6 +1440,47 @@ class FakeSlack:
             return web.Response(status=400, text="invalid_payload")
         return web.json_response({"ok": True})
 
+    async def _upload(self, request: web.Request) -> web.Response:
+        """The upload URL: raw bytes or a multipart form (its first file part). No token;
+        the URL itself is the credential. Not limited by aiohttp's client_max_size."""
+        file_id = self._upload_keys.get(request.match_info["key"])
+        upload = self.files.get(file_id) if file_id is not None else None
+        if upload is None or upload.completed:
+            return web.Response(status=404, text="file not found", content_type="text/plain")
+        content_type: str | None = request.content_type if request.body_exists else None
+        if content_type == "multipart/form-data":
+            content = b""
+            reader = await request.multipart()
+            async for part in reader:
+                if isinstance(part, BodyPartReader) and (
+                    part.filename is not None or part.name in ("file", "filename")
+                ):
+                    content = bytes(await part.read())
+                    content_type = part.headers.get("Content-Type", content_type)
+                    break
+        else:
+            content = await request.content.read()
+        upload.content = content
+        upload.content_type = content_type
+        upload.uploaded = True
+        upload.mimetype = _sniff_mimetype(upload.filename, content)
+        self._notify()
+        return web.Response(text=f"OK - {len(content)}", content_type="text/plain")
+
+    async def _download(self, request: web.Request) -> web.Response:
+        """`url_private`: the bytes of a completed upload, for a valid bot or user token."""
+        authorization = request.headers.get("Authorization", "")
+        token = authorization[7:].strip() if authorization.lower().startswith("bearer ") else ""
+        valid = token.startswith(("xoxb-", "xoxp-")) and (
+            self.bot_token is None or not token.startswith("xoxb-") or token == self.bot_token
+        )
+        upload = self.files.get(request.match_info["file_id"])
+        if not valid:
+            return web.Response(status=403, text="forbidden", content_type="text/plain")
+        if upload is None or not upload.completed:
+            return web.Response(status=404, text="file not found", content_type="text/plain")
+        return web.Response(body=upload.content, content_type=upload.mimetype)
+
     async def _socket(self, request: web.Request) -> web.StreamResponse:
         ticket = request.query.get("ticket", "")
         if ticket not in self._tickets:
@@ -1632,6 +1787,187 @@ class FakeSlack:
             raise SlackApiFailure("message_not_found")
         self._require(call, "name")
         return {}
+
+    # --- files -----------------------------------------------------------------------------
+
+    def _file_object(self, upload: RecordedUpload) -> Json:
+        """A file as files.info and files.completeUploadExternal describe it."""
+        name = upload.filename
+        _, dot, extension = name.rpartition(".")
+        filetype = extension.lower() if dot and extension else "binary"
+        if upload.mimetype == "text/plain" and filetype == "binary":
+            filetype = "text"
+        url = f"{self.base_url}/files-pri/{upload.file_id}/{name}"
+        public = [c for c in upload.channels if self.channels.get(c, {}).get("is_channel")]
+        private = [c for c in upload.channels if c not in public and not c.startswith("D")]
+        shares: Json = {}
+        for key, ids in (("public", public), ("private", private)):
+            if ids:
+                shares[key] = {
+                    c: [
+                        {
+                            "ts": upload.shares[c],
+                            "channel_name": self.channels.get(c, {}).get("name", ""),
+                            "team_id": self.team_id,
+                            "share_user_id": upload.user,
+                            "reply_count": 0,
+                            "reply_users": [],
+                            "reply_users_count": 0,
+                            **({"thread_ts": upload.thread_ts} if upload.thread_ts else {}),
+                        }
+                    ]
+                    for c in ids
+                }
+        file: Json = {
+            "id": upload.file_id,
+            "created": upload.created,
+            "timestamp": upload.created,
+            "name": name,
+            "title": upload.title if upload.title is not None else name,
+            "mimetype": upload.mimetype,
+            "filetype": filetype,
+            "pretty_type": filetype.upper(),
+            "user": upload.user,
+            "user_team": self.team_id,
+            "editable": False,
+            "size": upload.size,
+            "mode": "hosted",
+            "is_external": False,
+            "external_type": "",
+            "is_public": bool(public),
+            "public_url_shared": False,
+            "display_as_bot": False,
+            "username": "",
+            "url_private": url,
+            "url_private_download": url + "?download=1",
+            "permalink": f"https://{self.team_domain}.slack.com/files/{upload.user}/"
+            f"{upload.file_id}/{name}",
+            "channels": public,
+            "groups": private,
+            "ims": [c for c in upload.channels if c.startswith("D")],
+            "comments_count": 0,
+            "has_rich_preview": False,
+            "file_access": "visible",
+        }
+        if shares:
+            file["shares"] = shares
+        if upload.alt_txt is not None:
+            file["alt_txt"] = upload.alt_txt
+        return file
+
+    def _share_target(self, value: str) -> str:
+        """A channel files.completeUploadExternal may share into: a channel id the bot is
+        in, a user id (their direct message) or a D id."""
+        channel_id = value.strip()
+        if channel_id[:1] in ("U", "W") and channel_id in self.users:
+            channel_id = "D" + channel_id[1:]
+            if channel_id not in self.channels:
+                self.add_channel(channel_id, user=value)
+        elif channel_id.startswith("D") and channel_id not in self.channels:
+            self.add_channel(channel_id)
+        channel = self.channels.get(channel_id)
+        if channel is None:
+            raise SlackApiFailure("channel_not_found")
+        if channel.get("is_archived"):
+            raise SlackApiFailure("is_archived")
+        if channel.get("is_member") is False:
+            raise SlackApiFailure("not_in_channel")
+        return channel_id
+
+    def _files_get_upload_url_external(self, call: RecordedCall) -> Json:
+        filename = _str_param(call.params, "filename")
+        if filename is None or _str_param(call.params, "length") is None:
+            raise SlackApiFailure("invalid_arguments")
+        length = _int_param(call.params, "length", 0)
+        if length <= 0:
+            raise SlackApiFailure("invalid_arguments")
+        file_id = "F" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(10))
+        key = secrets.token_urlsafe(16)
+        self._upload_keys[key] = file_id
+        upload_url = f"{self.base_url}/upload/v1/{key}"
+        self.files[file_id] = RecordedUpload(
+            file_id=file_id,
+            filename=filename,
+            length=length,
+            upload_url=upload_url,
+            time=call.time,
+            token=call.token,
+            user=self.bot_user_id,
+            alt_txt=_str_param(call.params, "alt_txt"),
+            snippet_type=_str_param(call.params, "snippet_type"),
+        )
+        return {"upload_url": upload_url, "file_id": file_id}
+
+    def _files_complete_upload_external(self, call: RecordedCall) -> Json:
+        params = call.params
+        raw_files = params.get("files")
+        if isinstance(raw_files, str):
+            try:
+                raw_files = json.loads(raw_files)
+            except json.JSONDecodeError:
+                raise SlackApiFailure("invalid_arguments") from None
+        if not isinstance(raw_files, list) or not raw_files:
+            raise SlackApiFailure("invalid_arguments")
+        entries: list[tuple[RecordedUpload, str | None]] = []
+        for item in raw_files:
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                raise SlackApiFailure("invalid_arguments")
+            upload = self.files.get(item["id"])
+            if upload is None or not upload.uploaded or upload.completed:
+                raise SlackApiFailure("file_not_found")
+            title = item.get("title")
+            entries.append((upload, str(title) if title not in (None, "") else None))
+
+        targets: list[str] = []
+        channel_id = _str_param(params, "channel_id")
+        if channel_id is not None:
+            targets.append(channel_id)
+        for value in str(params.get("channels") or "").split(","):
+            if value.strip() and value.strip() not in targets:
+                targets.append(value.strip())
+        channels = [self._share_target(value) for value in targets]
+        thread_ts = _str_param(params, "thread_ts")
+        if thread_ts is not None and len(channels) != 1:
+            raise SlackApiFailure("invalid_arguments")
+        initial_comment = _str_param(params, "initial_comment")
+        blocks = None if initial_comment is not None else _json_list(params.get("blocks"))
+
+        now = int(time.time())
+        for upload, title in entries:
+            upload.title = title if title is not None else upload.filename
+            upload.completed = True
+            upload.created = now
+            upload.time = call.time
+            upload.initial_comment = initial_comment
+            upload.thread_ts = thread_ts
+            upload.channels = list(channels)
+        for channel in channels:
+            ts = self.new_ts()
+            for upload, _ in entries:
+                upload.shares[channel] = ts
+        for channel in channels:
+            ts = entries[0][0].shares[channel]
+            message = self._bot_message(initial_comment or "", ts, blocks)
+            message["files"] = [self._file_object(upload) for upload, _ in entries]
+            message["upload"] = True
+            message["display_as_bot"] = False
+            if thread_ts is not None:
+                message["thread_ts"] = thread_ts
+            self._store(channel, message)
+        for upload, _ in entries:
+            self.uploads.append(upload)
+        return {"files": [self._file_object(upload) for upload, _ in entries]}
+
+    def _files_info(self, call: RecordedCall) -> Json:
+        file_id = _str_param(call.params, "file")
+        upload = self.files.get(file_id) if file_id is not None else None
+        if upload is None or not upload.completed:
+            raise SlackApiFailure("file_not_found")
+        return {
+            "file": self._file_object(upload),
+            "comments": [],
+            "response_metadata": {"next_cursor": ""},
+        }
 
 
 @pytest.fixture

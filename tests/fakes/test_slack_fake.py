@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import struct
 import time
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -31,6 +33,7 @@ from tests.fakes.slack_server import (
     DEFAULT_CHANNEL_ID,
     MEMBER_USER_ID,
     FakeSlack,
+    RecordedUpload,
     event_body,
     fake_slack,  # noqa: F401
     sign,
@@ -439,3 +442,143 @@ async def test_updates_are_recorded_in_order(fake_slack: FakeSlack) -> None:
     ]
     assert fake_slack.versions_of(DEFAULT_CHANNEL_ID, other["ts"]) == ["other"]
     assert fake_slack.messages(DEFAULT_CHANNEL_ID)[-2]["text"] == "one two three"
+
+
+def tiny_png() -> bytes:
+    """A valid 1x1 PNG."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\xff\x00\x00")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+async def test_files_upload_v2_shares_into_the_channel(fake_slack: FakeSlack) -> None:
+    client = web_client(fake_slack)
+    png = tiny_png()
+    parent = await client.chat_postMessage(channel=DEFAULT_CHANNEL_ID, text="chart please")
+
+    result = await client.files_upload_v2(
+        channel=DEFAULT_CHANNEL_ID,
+        file=png,
+        filename="chart.png",
+        title="Activity",
+        initial_comment="こちらです",
+        thread_ts=parent["ts"],
+    )
+    assert result["ok"] is True
+    assert result["file"]["id"] == result["files"][0]["id"]
+    assert result["file"]["title"] == "Activity"
+    assert result["file"]["mimetype"] == "image/png"
+
+    upload: RecordedUpload = await fake_slack.wait_for_upload(lambda u: u.filename == "chart.png")
+    assert upload.file_id == result["file"]["id"] and upload.file_id.startswith("F")
+    assert upload.content == png and upload.content.startswith(b"\x89PNG")
+    assert (upload.length, upload.size) == (len(png), len(png))
+    assert upload.title == "Activity"
+    assert upload.channel == DEFAULT_CHANNEL_ID
+    assert upload.initial_comment == "こちらです"
+    assert upload.thread_ts == parent["ts"]
+    assert upload.token == "xoxb-test"
+
+    get_url = fake_slack.calls_to("files.getUploadURLExternal")[0]
+    assert get_url.params["filename"] == "chart.png"
+    assert get_url.params["length"] == str(len(png))
+    assert get_url.response["upload_url"].startswith(fake_slack.base_url + "/")
+    complete = fake_slack.calls_to("files.completeUploadExternal")[0]
+    assert json.loads(complete.params["files"]) == [{"id": upload.file_id, "title": "Activity"}]
+
+    # The share is a bot message in the thread, with the file attached.
+    shared = fake_slack.messages(DEFAULT_CHANNEL_ID)[-1]
+    assert shared["ts"] == upload.ts
+    assert shared["text"] == "こちらです"
+    assert shared["user"] == BOT_USER_ID and "subtype" not in shared
+    assert shared["thread_ts"] == parent["ts"]
+    [file] = shared["files"]
+    assert (file["id"], file["name"], file["title"]) == (upload.file_id, "chart.png", "Activity")
+    assert (file["mimetype"], file["size"]) == ("image/png", len(png))
+    replies = await client.conversations_replies(channel=DEFAULT_CHANNEL_ID, ts=parent["ts"])
+    assert [m.get("files", [{}])[0].get("id") for m in replies["messages"]][1:] == [upload.file_id]
+
+    info = await client.files_info(file=upload.file_id)
+    assert info["file"]["name"] == "chart.png"
+    assert info["file"]["channels"] == [DEFAULT_CHANNEL_ID]
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            info["file"]["url_private"], headers={"Authorization": "Bearer xoxb-test"}
+        ) as res,
+    ):
+        assert res.status == 200
+        assert await res.read() == png
+
+    # Without a channel the file stays private; no message is posted.
+    before = len(fake_slack.messages(DEFAULT_CHANNEL_ID))
+    private = await client.files_upload_v2(content="plain text", filename="notes.txt")
+    assert private["file"]["channels"] == []
+    assert fake_slack.uploads[-1].channels == []
+    assert fake_slack.uploads[-1].mimetype == "text/plain"
+    assert len(fake_slack.messages(DEFAULT_CHANNEL_ID)) == before
+
+
+async def test_files_upload_v2_errors(fake_slack: FakeSlack) -> None:
+    client = web_client(fake_slack)
+    with pytest.raises(SlackApiError) as unknown:
+        await client.files_upload_v2(channel="C9999", file=tiny_png(), filename="x.png")
+    assert unknown.value.response["error"] == "channel_not_found"
+
+    fake_slack.add_channel("C0002", "elsewhere", is_member=False)
+    with pytest.raises(SlackApiError) as outside:
+        await client.files_upload_v2(channel="C0002", file=tiny_png(), filename="x.png")
+    assert outside.value.response["error"] == "not_in_channel"
+    assert fake_slack.uploads == []
+    assert fake_slack.messages("C0002") == []
+
+    with pytest.raises(SlackApiError) as no_name:
+        await client.api_call("files.getUploadURLExternal", params={"length": 10})
+    assert no_name.value.response["error"] == "invalid_arguments"
+    with pytest.raises(SlackApiError) as no_length:
+        await client.api_call("files.getUploadURLExternal", params={"filename": "a.png"})
+    assert no_length.value.response["error"] == "invalid_arguments"
+
+    # Completing a file whose bytes never reached the upload URL.
+    issued = await client.files_getUploadURLExternal(filename="a.png", length=10)
+    with pytest.raises(SlackApiError) as not_uploaded:
+        await client.files_completeUploadExternal(
+            files=[{"id": issued["file_id"], "title": "a"}], channel_id=DEFAULT_CHANNEL_ID
+        )
+    assert not_uploaded.value.response["error"] == "file_not_found"
+    with pytest.raises(SlackApiError) as bogus:
+        await client.files_completeUploadExternal(files=[{"id": "FNOPE", "title": "a"}])
+    assert bogus.value.response["error"] == "file_not_found"
+    with pytest.raises(SlackApiError) as missing_info:
+        await client.files_info(file=issued["file_id"])
+    assert missing_info.value.response["error"] == "file_not_found"
+
+    with pytest.raises(TimeoutError):
+        await fake_slack.wait_for_upload(timeout=0.05)
+
+
+async def test_upload_url_takes_a_multipart_form(fake_slack: FakeSlack) -> None:
+    client = web_client(fake_slack)
+    png = tiny_png()
+    issued = await client.files_getUploadURLExternal(filename="a.png", length=len(png))
+    form = aiohttp.FormData()
+    form.add_field("filename", png, filename="a.png", content_type="image/png")
+    async with aiohttp.ClientSession() as session:
+        async with session.post(issued["upload_url"], data=form) as res:
+            assert res.status == 200
+            assert await res.text() == f"OK - {len(png)}"
+        async with session.post(fake_slack.base_url + "/upload/v1/forged", data=b"x") as res:
+            assert res.status == 404
+    done = await client.files_completeUploadExternal(
+        files=[{"id": issued["file_id"]}], channels=[DEFAULT_CHANNEL_ID]
+    )
+    assert done["files"][0]["title"] == "a.png"
+    upload = await fake_slack.wait_for_upload()
+    assert upload.content == png and upload.channel == DEFAULT_CHANNEL_ID

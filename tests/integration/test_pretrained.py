@@ -221,7 +221,7 @@ async def test_each_tokenizer_style_keeps_line_breaks_and_ends_messages(
 
         # The dataset: messages closed by end-of-text, line breaks kept in the stream.
         async def pages() -> Any:
-            yield [("taro", t) for t in [text, "二つ目", "三つ目", "held out\nfor eval"]]
+            yield [("taro", t, "") for t in [text, "二つ目", "三つ目", "held out\nfor eval"]]
 
         out = tmp_path / f"dataset-{kind}"
         info = await build_dataset(pages(), 4, tokenizer, out, 4)

@@ -175,7 +175,7 @@ async def test_opted_out_users_are_never_in_the_dataset(local_app: App) -> None:
         for page in [
             p async for p in local_app.messages.iter_training_texts(REF, max_id, page_size=7)
         ]
-        for _, t in page
+        for _, t, _ in page
     ]
     assert len(texts) == 100
     assert not any("secret" in t or "秘密" in t for t in texts)
