@@ -238,18 +238,7 @@ class SqlUserStore:
         the workspace (returns how many) and keeps new ones out."""
         async with self.db.write() as session:
             ws_id = await _ensure_workspace(session, platform, workspace)
-            await session.execute(
-                _insert(session, User)
-                .values(
-                    workspace_id=ws_id,
-                    external_id=user_id,
-                    display_name="",
-                    is_bot=False,
-                    opted_out=opted_out,
-                    created_at=datetime.now(UTC),
-                )
-                .on_conflict_do_nothing()
-            )
+            await _ensure_user(session, ws_id, user_id)
             await session.execute(
                 update(User)
                 .where(User.workspace_id == ws_id, User.external_id == user_id)

@@ -23,6 +23,8 @@ import numpy as np
 from bot.training.dataset import load_tokens, read_eval_texts
 from bot.training.evaluation import EvalResult, eval_stream, evaluate_texts, token_probs
 from bot.training.mixture import fit_mixture
+from bot.training.voices import VoiceFigure
+from bot.training.voices import measure as measure_voices
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -347,6 +349,11 @@ class FineTune:
 
     def evaluate(self, texts: list[str], mixture: Mixture | None = None) -> EvalResult:
         return evaluate_texts(self.model, self.tokenizer, texts, self.block_size, mixture=mixture)
+
+    def voice_figures(
+        self, texts: list[str], mixture: Mixture | None = None
+    ) -> dict[str, VoiceFigure]:
+        return measure_voices(texts, self.model, self.tokenizer, self.block_size, mixture)
 
     def fit_mixture(self) -> Mixture:
         return fit_mixture(self.model, np.asarray(self._tokens), self._valid, self.block_size)

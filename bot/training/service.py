@@ -38,7 +38,6 @@ from bot.training.finetune import FineTune, Method, StepResult, TrainConfig, bf1
 from bot.training.markov import MarkovScore, markov_baseline
 from bot.training.plot import LOSS_CURVE, save_loss_curve
 from bot.training.voices import METADATA, VoiceFigure, as_metadata
-from bot.training.voices import measure as voice_figures
 
 log = logging.getLogger(__name__)
 
@@ -210,9 +209,7 @@ class TrainingService:
         await self.worker.run(trainer.finish)
         mixture = await self.worker.run(trainer.fit_mixture)
         result_eval = await self.worker.run(trainer.evaluate, eval_texts, mixture)
-        voices = await self.worker.run(
-            voice_figures, eval_texts, partial(trainer.evaluate, mixture=mixture)
-        )
+        voices = await self.worker.run(trainer.voice_figures, eval_texts, mixture)
         for tag, figure in voices.items():
             log.info(
                 "%s: voice %s on %d held-out messages: %.3f bits/char, the channel %.3f",
