@@ -86,6 +86,8 @@ def print_reply(reply: Reply) -> None:
     for i, text in enumerate(reply.texts, start=1):
         prefix = M.t("variant", i=i, n=len(reply.texts)) + " " if len(reply.texts) > 1 else ""
         out.print(prefix + text, markup=False)
+    if reply.image is not None:
+        out.print(M.t("console_image", path=reply.image), markup=False)
 
 
 def usage(text: str) -> NoReturn:
