@@ -65,6 +65,9 @@ log = logging.getLogger(__name__)
 # The stored channel value naming the admin who turned notices on (not a setting).
 NOTICES_TO = "notices_to"
 
+# How long a channel's options are read from memory (see Commands.options).
+OPTIONS_TTL_S = 10.0
+
 # Versions a reset retires: the ones that answer or could be made to.
 LIVE = ("active", "candidate", "retired")
 
@@ -175,6 +178,7 @@ class Commands:
         self.clock = clock
         self._in_flight = 0
         self._last_unprompted: dict[ChannelRef, float] = {}
+        self._options: dict[ChannelRef, tuple[float, ChannelOptions]] = {}
 
     def _check_rate(self, ctx: CommandContext) -> None:
         if not self.user_limit.allow(ctx.actor_id):
@@ -193,16 +197,26 @@ class Commands:
         return settings.merged(overrides or {})
 
     async def options(self, ref: ChannelRef) -> ChannelOptions:
-        """The channel's own behaviour: notices, unprompted replies."""
+        """The channel's own behaviour: notices, unprompted replies. Read for every
+        message a member writes (is an unprompted reply due?), so kept for a few seconds:
+        a change made here applies at once, one made by another process within
+        OPTIONS_TTL_S."""
+        cached = self._options.get(ref)
+        if cached is not None and self.clock() - cached[0] < OPTIONS_TTL_S:
+            return cached[1]
         channel = await self.channels.get(ref)
-        return ChannelOptions.from_stored(channel.sampling if channel else {})
+        options = ChannelOptions.from_stored(channel.sampling if channel else {})
+        self._options[ref] = (self.clock(), options)
+        return options
 
-    async def _effective(self, ref: ChannelRef) -> dict[str, Any]:
-        """Every setting's value for the channel, both scopes."""
-        channel = await self.channels.get(ref)
-        own = channel.sampling if channel else {}
+    def _effective(self, own: Mapping[str, object]) -> dict[str, Any]:
+        """Every setting's value for a channel whose own settings are `own`."""
         sampling = self.defaults.merged(scoped(own, "sampling"))
         return {**sampling.as_dict(), **ChannelOptions.from_stored(own).as_dict()}
+
+    async def _own(self, ref: ChannelRef) -> dict[str, Any]:
+        channel = await self.channels.get(ref)
+        return channel.sampling if channel else {}
 
     @contextlib.asynccontextmanager
     async def _generating(self) -> AsyncIterator[None]:
@@ -275,8 +289,6 @@ class Commands:
         the channel's `reply_chance`: never sooner than `reply_cooldown` after the last
         one, and never while anyone waits for a generation. Nobody asked, so a failure
         is logged and nothing is said."""
-        if ctx.actor.is_bot:
-            return None
         options = await self.options(ctx.channel)
         if options.reply_chance <= 0 or self._in_flight or self.busy():
             return None
@@ -300,9 +312,8 @@ class Commands:
     # --- settings --------------------------------------------------------------------
 
     async def settings_show(self, ctx: CommandContext) -> Reply:
-        channel = await self.channels.get(ctx.channel)
-        own = channel.sampling if channel else {}
-        effective = await self._effective(ctx.channel)
+        own = await self._own(ctx.channel)
+        effective = self._effective(own)
         lines = [M.t("settings_header", channel=ctx.channel)]
         for name, spec in SETTING_SPECS.items():
             source = M.t("source_channel") if name in own else M.t("source_default")
@@ -322,8 +333,9 @@ class Commands:
         self._require_admin(ctx)
         spec = spec_for(key)
         value = spec.coerce(raw_value)
-        old = (await self._effective(ctx.channel))[spec.name]
+        old = self._effective(await self._own(ctx.channel))[spec.name]
         await self.channels.set_sampling(ctx.channel, spec.name, value, actor=ctx.actor_id)
+        self._options.pop(ctx.channel, None)
         if spec.name == "notices" and value:
             # Who hears, privately, why a run was not used: the admin who asked for
             # notices (a platform has no "admins only" message in a channel).
@@ -338,6 +350,7 @@ class Commands:
         self._require_admin(ctx)
         spec = spec_for(key)
         await self.channels.set_sampling(ctx.channel, spec.name, None, actor=ctx.actor_id)
+        self._options.pop(ctx.channel, None)
         default = {**self.defaults.as_dict(), **ChannelOptions().as_dict()}[spec.name]
         return Reply.info(M.t("setting_reset", key=spec.name, value=spec.show(default)))
 
