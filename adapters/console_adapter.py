@@ -20,8 +20,8 @@ from typing import TextIO
 
 from adapters.render import partial_console, render_console
 from bot import messages as M
-from bot.commands import CommandContext
-from bot.core import Core
+from bot.core.context import CommandContext
+from bot.core.entry import Core
 from bot.domain import Author, ChannelRef, ChatMessage, Notice, Reply
 
 BOT_NAME = "tsuzuki"

@@ -28,26 +28,13 @@ import discord
 import yarl
 from discord import app_commands
 
+from adapters.discord_commands import register_commands
 from adapters.render import partial_discord, render_discord
 from adapters.streaming import LiveMessage
 from bot import messages as M
-from bot.command_values import (
-    ActivateModel,
-    Command,
-    Continue,
-    ListModels,
-    QueueTraining,
-    ResetModels,
-    ResetSetting,
-    RollbackModel,
-    SetOptOut,
-    SetSetting,
-    SetTraining,
-    SetVoice,
-    ShowSettings,
-)
-from bot.commands import CommandContext
-from bot.core import Core
+from bot.core.command_values import Command
+from bot.core.context import CommandContext
+from bot.core.entry import Core
 from bot.domain import Author, ChannelRef, ChatMessage, Notice, Reply
 
 log = logging.getLogger(__name__)
@@ -55,7 +42,6 @@ log = logging.getLogger(__name__)
 NO_PINGS = discord.AllowedMentions.none()
 # An interaction token lives 15 minutes; finish (or say it took too long) before that.
 INTERACTION_BUDGET_S = 14 * 60
-ADMIN = discord.Permissions(manage_channels=True)
 # One edit a second per streamed message: a user sees the text grow, and two replies
 # streaming in one channel stay within its bucket of five edits in five seconds.
 EDIT_INTERVAL_S = 1.0
@@ -121,7 +107,7 @@ class DiscordAdapter:
         # Slash commands are the application's, not a shard's: one process syncs them.
         self.syncs_commands = shard_ids is None or 0 in shard_ids
         self.tree = app_commands.CommandTree(self.client)
-        self._register_commands()
+        register_commands(self.tree, self._respond)
         self.client.event(self.on_ready)
         self.client.event(self.on_message)
         self.client.event(self.on_raw_message_edit)
@@ -327,124 +313,6 @@ class DiscordAdapter:
         for i, piece in enumerate(pieces):
             image = notice.image if i == len(pieces) - 1 else None
             await target.send(piece, allowed_mentions=NO_PINGS, **_image(image))
-
-    def _register_commands(self) -> None:
-        tree = self.tree
-
-        @tree.command(name="continue", description="Continue your text in this channel's voice")
-        @app_commands.describe(
-            prompt="The start of the text",
-            temperature="0–5",
-            n="How many variants (1–5)",
-            as_="Write like this member (only if they turned /voice on here)",
-        )
-        @app_commands.rename(as_="as")
-        async def continue_(
-            interaction: discord.Interaction[Any],
-            prompt: str,
-            temperature: float | None = None,
-            n: int | None = None,
-            as_: discord.User | None = None,
-        ) -> None:
-            overrides: dict[str, object] = {}
-            if temperature is not None:
-                overrides["temperature"] = temperature
-            if n is not None:
-                overrides["num_return_sequences"] = n
-            voice = str(as_.id) if as_ is not None else None
-            await self._respond(interaction, Continue(prompt, overrides, voice), ephemeral=False)
-
-        settings = app_commands.Group(
-            name="settings",
-            description="This channel's sampling settings",
-            default_permissions=ADMIN,
-        )
-
-        @settings.command(name="show", description="Show the settings")
-        async def settings_show(interaction: discord.Interaction[Any]) -> None:
-            await self._respond(interaction, ShowSettings(), ephemeral=True)
-
-        @settings.command(name="set", description="Change a setting")
-        async def settings_set(interaction: discord.Interaction[Any], key: str, value: str) -> None:
-            await self._respond(interaction, SetSetting(key, value), ephemeral=True)
-
-        @settings.command(name="reset", description="Back to the default")
-        async def settings_reset(interaction: discord.Interaction[Any], key: str) -> None:
-            await self._respond(interaction, ResetSetting(key), ephemeral=True)
-
-        tree.add_command(settings)
-
-        training = app_commands.Group(
-            name="training",
-            description="Whether this channel's history may train its model",
-            default_permissions=ADMIN,
-        )
-
-        @training.command(name="on", description="Allow training on this channel's history")
-        async def training_on(interaction: discord.Interaction[Any]) -> None:
-            await self._respond(interaction, SetTraining(True), ephemeral=True)
-
-        @training.command(name="off", description="Stop training on this channel's history")
-        async def training_off(interaction: discord.Interaction[Any]) -> None:
-            await self._respond(interaction, SetTraining(False), ephemeral=True)
-
-        tree.add_command(training)
-
-        @tree.command(name="train", description="Queue a training run for this channel now")
-        @app_commands.default_permissions(manage_channels=True)
-        async def train(interaction: discord.Interaction[Any]) -> None:
-            await self._respond(interaction, QueueTraining(), ephemeral=True)
-
-        models = app_commands.Group(
-            name="models", description="This channel's model versions", default_permissions=ADMIN
-        )
-
-        @models.command(name="list", description="List the versions")
-        async def models_list(interaction: discord.Interaction[Any]) -> None:
-            await self._respond(interaction, ListModels(), ephemeral=True)
-
-        @models.command(name="activate", description="Make a version answer")
-        async def models_activate(interaction: discord.Interaction[Any], version: str) -> None:
-            await self._respond(interaction, ActivateModel(version), ephemeral=True)
-
-        @models.command(name="rollback", description="Back to the previous version")
-        async def models_rollback(interaction: discord.Interaction[Any]) -> None:
-            await self._respond(interaction, RollbackModel(), ephemeral=True)
-
-        @models.command(name="reset", description="Retire every version; start again from the base")
-        @app_commands.describe(confirm="True to do it (without: what it would do)")
-        async def models_reset(
-            interaction: discord.Interaction[Any], confirm: bool = False
-        ) -> None:
-            await self._respond(interaction, ResetModels(confirm), ephemeral=True)
-
-        tree.add_command(models)
-
-        voice = app_commands.Group(
-            name="voice", description="Whether /continue … as:@you may write like you here"
-        )
-
-        @voice.command(name="on", description="Let this channel's model write like me, here only")
-        async def voice_on(interaction: discord.Interaction[Any]) -> None:
-            await self._respond(interaction, SetVoice(True), ephemeral=True)
-
-        @voice.command(name="off", description="Nobody may write like me here any more")
-        async def voice_off(interaction: discord.Interaction[Any]) -> None:
-            await self._respond(interaction, SetVoice(False), ephemeral=True)
-
-        @voice.command(name="status", description="Where I stand, and how well it writes like me")
-        async def voice_status(interaction: discord.Interaction[Any]) -> None:
-            await self._respond(interaction, SetVoice(), ephemeral=True)
-
-        tree.add_command(voice)
-
-        @tree.command(name="optout", description="Forget my messages and stop storing them")
-        async def optout(interaction: discord.Interaction[Any]) -> None:
-            await self._respond(interaction, SetOptOut(True), ephemeral=True)
-
-        @tree.command(name="optin", description="Store my messages again")
-        async def optin(interaction: discord.Interaction[Any]) -> None:
-            await self._respond(interaction, SetOptOut(False), ephemeral=True)
 
 
 def _image(path: str | None) -> dict[str, Any]:

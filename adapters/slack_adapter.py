@@ -37,8 +37,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.render import partial_slack, render_slack
 from adapters.streaming import EditBudget, LiveMessage, describe
-from bot.commands import CommandContext
-from bot.core import Core
+from bot.core.context import CommandContext
+from bot.core.entry import Core
 from bot.domain import Author, ChannelRef, ChatMessage, Notice, Reply
 from bot.importing.slack_export import member_words
 

@@ -20,43 +20,19 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from bot.token_bucket import TokenBucket
+
 log = logging.getLogger(__name__)
 
 Show = Callable[[str], Awaitable[None]]
 Clock = Callable[[], float]
 
 
-class EditBudget:
+class EditBudget(TokenBucket):
     """A token bucket that several live messages share, for a platform whose edit limit
     is per account rather than per message (Slack's chat.update: Tier 3, about 50 a
     minute per workspace). Only intermediate edits take from it: a complete text is
     always shown, and the platform client waits out a rate limit if one is hit."""
-
-    def __init__(self, per_minute: float, burst: int, clock: Clock = time.monotonic) -> None:
-        if per_minute <= 0 or burst < 1:
-            raise ValueError("per_minute must be positive and burst at least 1")
-        self.rate = per_minute / 60.0
-        self.burst = burst
-        self._clock = clock
-        self._tokens = float(burst)
-        self._at = clock()
-
-    def _refill(self) -> None:
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-        self._at = now
-
-    def wait_s(self) -> float:
-        """Seconds until an edit may go (0: now)."""
-        self._refill()
-        return 0.0 if self._tokens >= 1 else (1 - self._tokens) / self.rate
-
-    def take(self) -> bool:
-        self._refill()
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
 
 
 class LiveMessage:

@@ -17,32 +17,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot import messages as M
-from bot.commands import Commands, quality_fields, version_banner
 from bot.config import Settings, load_settings
-from bot.core import Core
+from bot.core.background import Background
+from bot.core.commands import CommandConfig, CommandHooks, Commands
+from bot.core.entry import Core
+from bot.core.ingest import Ingest
+from bot.core.jobs import JobResult, JobRunner
+from bot.core.notices import Notifier
+from bot.core.presentation import quality_fields, version_banner
+from bot.core.ratelimit import RateLimiter
+from bot.core.replies import ReplyLimits
+from bot.core.supervisor import Backoff, PlatformMetrics, Supervisor
 from bot.domain import ChannelRef
 from bot.engine.generator import LocalGenerator
 from bot.engine.local import LocalEngine
-from bot.engine.ratelimit import RateLimiter
+from bot.engine.parts import SqlStores, model_parts
+from bot.engine.resolver import ModelResolver
+from bot.engine.training_runs import TrainingService
 from bot.engine.worker import DeviceWorker
 from bot.errors import UserError
 from bot.generation.model_cache import ModelCache
-from bot.generation.resolver import ModelResolver
-from bot.generation.spec import ModelSpec
-from bot.ingest import Ingest
-from bot.jobs import JobResult, JobRunner
-from bot.notices import Notifier
-from bot.ports import Engine, TextGenerator
-from bot.supervisor import Backoff, Platform, PlatformMetrics, Supervisor
-from bot.training.service import TrainingService
+from bot.ports import Engine, PlatformAdapter, TextGenerator
 from storage.db import Database, open_database
-from storage.repositories import (
-    SqlChannelStore,
-    SqlJobStore,
-    SqlMessageStore,
-    SqlModelRegistry,
-    SqlUserStore,
-)
+from storage.stores import SqlChannelStore, SqlJobStore, SqlMessageStore, SqlModelRegistry
 
 
 @dataclass
@@ -70,7 +67,7 @@ class App:
     async def serve(self, console: ChannelRef | None = None) -> None:
         """Runs the bot until cancelled or, with no platform set up, until the console
         (`console`, or settings.console_channel) reaches the end of its input."""
-        from bot.scheduler import build_scheduler, start_scheduler
+        from bot.core.scheduler import build_scheduler, start_scheduler
 
         self._serve_metrics()
         scheduler = build_scheduler(self.settings, self.runner)
@@ -119,11 +116,11 @@ class App:
 def _announce_to(console: Any, ref: ChannelRef, commands: Commands) -> Callable[[JobResult], None]:
     """Tells the console when a training run of its channel ends: a better version
     answers from the next message on, without a restart. With the channel's notices on,
-    the notice says so instead (bot/notices.py), with the loss curve's path."""
-    pending: set[asyncio.Task[None]] = set()
+    the notice says so instead (bot/core/notices.py), with the loss curve's path."""
+    announcing = Background()
 
     async def announce(result: JobResult) -> None:
-        if (await commands.options(ref)).notices:
+        if (await commands.settings.options(ref)).notices:
             return
         assert result.outcome is not None
         outcome = result.outcome
@@ -136,9 +133,7 @@ def _announce_to(console: Any, ref: ChannelRef, commands: Commands) -> Callable[
     def listener(result: JobResult) -> None:
         if result.job.channel != ref or result.outcome is None:
             return
-        task = asyncio.get_running_loop().create_task(announce(result))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
+        announcing.start(announce(result))
 
     return listener
 
@@ -148,7 +143,7 @@ def _platforms(settings: Settings, core: Core, runner: JobRunner, metrics: Any) 
     for every connection attempt."""
     backoff = Backoff(settings.platform_retry_first_s, settings.platform_retry_max_s)
     platform_metrics = PlatformMetrics(metrics.registry)
-    builders: dict[str, Callable[[], Platform]] = {}
+    builders: dict[str, Callable[[], PlatformAdapter]] = {}
     if settings.discord_token is not None:
         builders["discord"] = lambda: _discord(settings, core)
     if settings.slack_bot_token is not None:
@@ -166,7 +161,7 @@ def _platforms(settings: Settings, core: Core, runner: JobRunner, metrics: Any) 
     return supervisors
 
 
-def _discord(settings: Settings, core: Core) -> Platform:
+def _discord(settings: Settings, core: Core) -> PlatformAdapter:
     from adapters.discord_adapter import DiscordAdapter
 
     assert settings.discord_token is not None
@@ -182,7 +177,7 @@ def _discord(settings: Settings, core: Core) -> Platform:
     )
 
 
-def _slack(settings: Settings, core: Core) -> Platform:
+def _slack(settings: Settings, core: Core) -> PlatformAdapter:
     from adapters.slack_adapter import SlackAdapter
 
     assert settings.slack_bot_token is not None
@@ -207,43 +202,40 @@ async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
     generator)."""
     settings = settings or load_settings()
     M.set_locale(settings.locale)
-    base = ModelSpec.parse(settings.base_model)
     db: Database = overrides.get("db") or await open_database(settings.resolved_database_url)
-    channels = SqlChannelStore(db)
-    messages = SqlMessageStore(db)
-    registry = SqlModelRegistry(db)
-    users = SqlUserStore(db)
-    jobs = SqlJobStore(db)
+    stores = SqlStores.over(db)
     worker: DeviceWorker = overrides.get("worker") or DeviceWorker(
         settings.effective_torch_threads,
         max_pending=settings.max_pending_requests,
         max_batch=settings.max_batch,
         batch_window_s=settings.batch_window_ms / 1000,
     )
-    resolver = ModelResolver(base, settings.models_dir, registry, messages, worker)
-    training = TrainingService(settings, channels, messages, registry, resolver, worker)
+    parts = model_parts(settings, stores, worker)
+    resolver, training = parts.resolver, parts.training
     engine: Engine = overrides.get("engine") or await _engine(settings, resolver, worker, training)
     generator: TextGenerator = overrides.get("generator") or engine
-    runner = JobRunner(settings, jobs, engine, channels, messages, registry, users)
+    runner = JobRunner(settings, stores, engine)
     commands = Commands(
-        channels=channels,
-        messages=messages,
-        registry=registry,
-        generator=generator,
-        defaults=settings.default_sampling(),
-        base_model=str(base),
-        max_prompt_chars=settings.max_prompt_chars,
-        reply_context_messages=settings.reply_context_messages,
-        user_limit=RateLimiter(settings.rate_per_user_per_minute),
-        channel_limit=RateLimiter(settings.rate_per_channel_per_minute),
-        users=users,
-        jobs=jobs,
-        on_job_queued=lambda: runner.wake(),
-        on_forgotten=training.delete_forgotten,
-        busy=lambda: worker.interactive_waiting > 0,
+        stores,
+        generator,
+        CommandConfig(
+            defaults=settings.default_sampling(),
+            base_model=str(resolver.base),
+            limits=ReplyLimits(
+                max_prompt_chars=settings.max_prompt_chars,
+                reply_context_messages=settings.reply_context_messages,
+                per_user=RateLimiter(settings.rate_per_user_per_minute),
+                per_channel=RateLimiter(settings.rate_per_channel_per_minute),
+            ),
+        ),
+        CommandHooks(
+            on_job_queued=lambda: runner.wake(),
+            on_forgotten=training.delete_forgotten,
+            busy=lambda: worker.interactive_waiting > 0,
+        ),
     )
-    core = Core(commands, Ingest(messages, commands, users), messages)
-    notifier = Notifier(channels)
+    core = Core(commands, Ingest(stores.messages, commands.replies))
+    notifier = Notifier(stores.channels)
     runner.listeners.append(notifier.on_result)
     platforms = _platforms(settings, core, runner, worker.metrics)
     for supervisor in platforms:
@@ -251,9 +243,9 @@ async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
     return App(
         settings,
         db,
-        channels,
-        messages,
-        registry,
+        stores.channels,
+        stores.messages,
+        stores.registry,
         worker,
         resolver,
         engine,
@@ -261,7 +253,7 @@ async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
         commands,
         core,
         training,
-        jobs,
+        stores.jobs,
         runner,
         notifier,
         platforms,

@@ -18,7 +18,7 @@ from bot.config import Settings
 from bot.domain import Author, ChannelRef, ChatMessage, GenerationRequest
 from bot.importing.importer import import_history
 from storage.db import open_database
-from storage.repositories import SqlMessageStore
+from storage.stores import SqlMessageStore
 
 _WORDS = (
     "織田信長 は 、 桶狭間 で 今日 明日 天気 いい ね ！ そう だ よ 。 "
@@ -191,7 +191,7 @@ async def bench_continue(settings: Settings, prompt: str, runs: int, tokens: int
         for i in range(runs + 1):
             request = GenerationRequest(
                 channel=ref,
-                settings=await app.commands.effective_settings(
+                settings=await app.commands.settings.effective(
                     ref, {"max_new_tokens": tokens, "seed": i}
                 ),
                 prompt=prompt,

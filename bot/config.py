@@ -13,8 +13,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.domain import SAMPLING_KEYS, SETTING_SPECS, SamplingSettings
 from bot.errors import ConfigError, UserError
+from bot.setting_specs import SAMPLING_KEYS, SETTING_SPECS, SamplingSettings
 
 ENV_PREFIX = "TSUZUKI_"
 

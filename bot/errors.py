@@ -5,6 +5,8 @@ prompt, an unknown channel). The reason is shown to them as written and nothing 
 
 Anything else is a bug or an outage: it is logged with its traceback and the user gets
 `messages.t("internal_error")`, never the exception text (it may hold secrets or data).
+
+`WorkerLost` is neither: the process running a job died, and the job resumes elsewhere.
 """
 
 from __future__ import annotations
@@ -24,3 +26,9 @@ class ConfigError(UserError):
 
 class BusyError(UserError):
     """The device queue is full: the user should try again shortly."""
+
+
+class WorkerLost(Exception):
+    """The process that ran a job's work is gone (a Ray worker killed, its node lost).
+    Nothing is wrong with the job: it goes back to the queue and resumes from its last
+    checkpoint."""

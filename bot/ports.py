@@ -1,13 +1,11 @@
-"""The Protocols the core needs. storage/ and the engine implement them; tests may pass
-fakes only where a real part cannot run."""
+"""The Protocols the core needs, and nothing else: storage/, the engine and the adapters
+implement them; the values they pass are in bot/records.py and bot/domain.py. Tests may
+pass fakes only where a real part cannot run."""
 
 from __future__ import annotations
 
-import os
-import socket
-from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+import asyncio
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -17,43 +15,14 @@ from bot.domain import (
     GenerationRequest,
     GenerationResult,
     ModelVersionInfo,
-    Reply,
+    Notice,
 )
+from bot.processes import JobOwner
+from bot.records import ChannelInfo, ImportBatch, ImportCounts, JobInfo, TrainingText
+from bot.statuses import JobStatus
 
 if TYPE_CHECKING:
-    from bot.training.service import ProgressFn, TrainOptions, TrainOutcome
-
-
-# One message a model may learn from: (author's name, text, voice), voice being the
-# author's user id when they lent the channel their voice (`/voice on`), else "".
-TrainingText = tuple[str, str, str]
-
-
-@dataclass(frozen=True)
-class ChannelInfo:
-    id: int
-    ref: ChannelRef
-    name: str
-    training_enabled: bool
-    sampling: dict[str, Any]
-
-
-@dataclass
-class ImportBatch:
-    """Everything one import file holds, parsed and validated before anything is stored."""
-
-    messages: list[ChatMessage] = field(default_factory=list)
-    channel_names: dict[ChannelRef, str] = field(default_factory=dict)
-    # why → how many records were left out (bot author, system message, empty…)
-    skipped: Counter[str] = field(default_factory=Counter)
-
-
-@dataclass(frozen=True)
-class ImportCounts:
-    imported: int
-    duplicates: int
-    # Messages of members who opted out: never stored again, whoever brings them.
-    opted_out: int = 0
+    from bot.training.outcome import ProgressFn, TrainOptions, TrainOutcome
 
 
 class ChannelStore(Protocol):
@@ -152,40 +121,6 @@ class ModelRegistry(Protocol):
     async def remove(self, ref: ChannelRef, version: int) -> None: ...
 
 
-@dataclass(frozen=True)
-class JobInfo:
-    id: int
-    kind: str  # train | backfill | …
-    channel: ChannelRef | None
-    status: str  # queued | running | succeeded | failed | cancelled
-    priority: int
-    attempts: int
-    progress: float  # 0..1
-    payload: dict[str, Any]
-    error: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    # The process that runs (or last ran) the job, and when it last said it is alive.
-    owner: JobOwner | None = None
-    heartbeat_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class JobOwner:
-    """A process that runs jobs: the host it runs on and its process id."""
-
-    host: str
-    pid: int
-
-    @classmethod
-    def this_process(cls) -> JobOwner:
-        return cls(socket.gethostname(), os.getpid())
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.pid}"
-
-
 class JobStore(Protocol):
     @property
     def owner(self) -> JobOwner:
@@ -224,7 +159,7 @@ class JobStore(Protocol):
         """Where a resumable job got to (a cursor), saved as it goes."""
         ...
 
-    async def finish(self, job_id: int, status: str, error: str | None = None) -> None: ...
+    async def finish(self, job_id: int, status: JobStatus, error: str | None = None) -> None: ...
 
     async def requeue_orphaned(self, stale_after_s: float) -> list[JobInfo]:
         """Running jobs whose owner is gone go back to the queue: an owner on this host
@@ -246,11 +181,13 @@ class HistorySource(Protocol):
     ) -> list[ChatMessage]: ...
 
 
-# Receives a generation's text so far, each time it has grown (on the event loop, a few
-# times a second at most): the whole text as the result will carry it, not a delta,
-# unrendered (adapters render and throttle it to their platform's rate limits). The
-# result that follows always carries the complete text.
-TextListener = Callable[[str], None]
+class TextListener(Protocol):
+    """Receives a generation's text so far, each time it has grown (on the event loop, a
+    few times a second at most): the whole text as the result will carry it, not a
+    delta, unrendered (adapters render and throttle it to their platform's rate limits).
+    The result that follows always carries the complete text."""
+
+    def __call__(self, text: str, /) -> None: ...
 
 
 class TextGenerator(Protocol):
@@ -274,12 +211,6 @@ class Trainer(Protocol):
         ...
 
 
-class WorkerLost(Exception):
-    """The process that ran a job's work is gone (a Ray worker killed, its node lost).
-    Nothing is wrong with the job: it goes back to the queue and resumes from its last
-    checkpoint."""
-
-
 class Engine(TextGenerator, Trainer, Protocol):
     """Where the models run: `local` (bot/engine/local.py) or `ray`
     (bot/engine/ray_engine.py). The core and the job runner see only this."""
@@ -289,11 +220,38 @@ class Engine(TextGenerator, Trainer, Protocol):
         ...
 
 
-class ChatAdapter(Protocol):
-    """A platform (console, Discord, Slack): receives events, posts replies."""
+class PlatformAdapter(Protocol):
+    """A chat platform (Discord, Slack) as its supervisor runs it (bot/core/supervisor.py):
+    connects and serves until closed, reads a channel's past for backfill, delivers a
+    training notice. The console is run by the app directly."""
 
-    name: str
+    ready: asyncio.Event  # set once connected and serving
 
     async def run(self) -> None: ...
 
-    async def send(self, channel: ChannelRef, reply: Reply) -> None: ...
+    async def close(self) -> None: ...
+
+    async def fetch_history(
+        self, ref: ChannelRef, before: str | None, limit: int
+    ) -> list[ChatMessage]: ...
+
+    async def post_notice(self, notice: Notice) -> None: ...
+
+
+class Stores(Protocol):
+    """Every store, as the core and the engine get them (bot/engine/parts.py SqlStores)."""
+
+    @property
+    def channels(self) -> ChannelStore: ...
+
+    @property
+    def messages(self) -> MessageStore: ...
+
+    @property
+    def registry(self) -> ModelRegistry: ...
+
+    @property
+    def users(self) -> UserStore: ...
+
+    @property
+    def jobs(self) -> JobStore: ...

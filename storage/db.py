@@ -20,7 +20,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncSession,
@@ -119,3 +119,23 @@ async def open_database(url: str) -> Database:
     db = Database(url)
     await db.migrate()
     return db
+
+
+def sync_url(async_url: str) -> str:
+    """The same database through a sync driver (APScheduler's job store is synchronous)."""
+    url = make_url(async_url)
+    driver = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg"}[url.get_backend_name()]
+    return url.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def sync_engine(async_url: str) -> Any:
+    """A synchronous engine on the same database, for the scheduler's job store; on
+    SQLite it waits for the write lock as the bot's own connections do."""
+    engine = create_engine(sync_url(async_url), pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+
+    return engine

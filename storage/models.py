@@ -25,6 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from bot.statuses import JobStatus, VersionStatus
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -135,7 +137,7 @@ class ModelVersion(Base):
     eval_loss: Mapped[float | None] = mapped_column(Float)
     eval_perplexity: Mapped[float | None] = mapped_column(Float)
     tokens_seen: Mapped[int | None] = mapped_column(BigInteger)
-    status: Mapped[str] = mapped_column(String(16), default="candidate")  # candidate|active|retired
+    status: Mapped[str] = mapped_column(String(16), default=VersionStatus.CANDIDATE)
     # Why a version was not promoted, or anything else worth showing next to it.
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -156,8 +158,7 @@ class Job(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))  # train | backfill | …
     channel_id: Mapped[int | None] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
-    # queued | running | succeeded | failed | cancelled
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)  # JobStatus
     priority: Mapped[int] = mapped_column(Integer, default=0)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     progress: Mapped[float] = mapped_column(Float, default=0.0)

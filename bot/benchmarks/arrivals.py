@@ -21,13 +21,20 @@ from pathlib import Path
 from typing import Any
 
 from bot.benchmarks import fixtures
-from bot.benchmarks.fixtures import bench_settings, build_adapters, build_base, prompts
+from bot.benchmarks.fixtures import (
+    SAMPLING,
+    activate_adapter,
+    bench_settings,
+    build_adapters,
+    build_base,
+    prompts,
+    sampled_request,
+)
 
 CHANNELS = 32
 REQUESTS = 64
 WINDOW_S = 2.0
 NEW_TOKENS = 64
-SAMPLING = {"temperature": 0.9, "top_k": 50, "top_p": 0.95}
 
 
 @dataclass(frozen=True)
@@ -114,26 +121,18 @@ async def run_tsuzuki(
     threads: int,
     workdir: Path,
 ) -> ArrivalResult:
-    from datetime import UTC, datetime
 
     from bot.app import running_app
-    from bot.domain import ChannelRef, GenerationRequest, ModelVersionInfo
+    from bot.domain import ChannelRef, GenerationRequest
 
     settings = bench_settings(workdir, "arrivals", base, threads, stream_interval_ms=0)
     async with running_app(settings) as app:
         refs = [ChannelRef.parse(f"console:arrive{i}") for i in range(CHANNELS)]
         for ref, adapter in zip(refs, adapters, strict=True):
-            version = ModelVersionInfo(
-                ref, 1, str(base), "lora", str(adapter), "candidate", datetime.now(UTC)
-            )
-            await app.registry.add(version)
-            await app.registry.activate(ref, 1, actor="bench")
+            await activate_adapter(app, ref, base, adapter)
 
         def request(i: int, new_tokens: int) -> GenerationRequest:
-            sampling = app.settings.default_sampling().merged(
-                {**SAMPLING, "max_new_tokens": new_tokens, "seed": i, "repetition_penalty": 1.0}
-            )
-            return GenerationRequest(refs[i % CHANNELS], sampling, prompt=texts[i])
+            return sampled_request(app, refs[i % CHANNELS], texts[i], new_tokens, seed=i)
 
         # Warm-up: the base and every adapter loaded.
         await asyncio.gather(*(app.generator.generate(request(i, 2)) for i in range(CHANNELS)))

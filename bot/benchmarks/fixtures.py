@@ -11,13 +11,18 @@ import json
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.demo import DEMO_HISTORY
+
+if TYPE_CHECKING:
+    from bot.domain import GenerationRequest
 
 GPT2_124M = {"n_layer": 12, "n_head": 12, "n_embd": 768, "n_positions": 1024}
 # GPT-2's own vocabulary size, so the output layer costs what it costs in GPT-2.
 VOCAB = 50257
+# The sampling both sides of a serving benchmark use.
+SAMPLING = {"temperature": 0.9, "top_k": 50, "top_p": 0.95}
 
 
 def demo_texts() -> list[str]:
@@ -142,3 +147,29 @@ def run_side(module: str, side: str, workdir: Path, threads: int) -> dict[str, A
         raise RuntimeError(f"{side} side failed:\n{proc.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
+
+
+async def activate_adapter(app: Any, ref: Any, base: Path, adapter: Path) -> None:
+    """Registers the LoRA `adapter` over `base` as the channel's active v1."""
+    from datetime import UTC, datetime
+
+    from bot.domain import ModelVersionInfo
+    from bot.statuses import VersionStatus
+
+    version = ModelVersionInfo(
+        ref, 1, str(base), "lora", str(adapter), VersionStatus.CANDIDATE, datetime.now(UTC)
+    )
+    await app.registry.add(version)
+    await app.registry.activate(ref, 1, actor="bench")
+
+
+def sampled_request(
+    app: Any, ref: Any, prompt: str, new_tokens: int, seed: int
+) -> GenerationRequest:
+    """A request for exactly `new_tokens` tokens with the benchmark's sampling."""
+    from bot.domain import GenerationRequest
+
+    sampling = app.settings.default_sampling().merged(
+        {**SAMPLING, "max_new_tokens": new_tokens, "seed": seed, "repetition_penalty": 1.0}
+    )
+    return GenerationRequest(ref, sampling, prompt=prompt)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.benchmarks.fixtures import (
+    activate_adapter,
     bench_settings,
     build_adapters,
     build_base,
@@ -79,21 +80,16 @@ async def _tsuzuki(
     workdir: Path,
     adapter: Path | None = None,
 ) -> float:
-    from datetime import UTC, datetime
 
     from bot.app import running_app
-    from bot.domain import ChannelRef, GenerationRequest, ModelVersionInfo
+    from bot.domain import ChannelRef, GenerationRequest
 
     settings = bench_settings(workdir, "latency", base, threads, serve_int8=int8)
     ref = ChannelRef.parse("console:latency")
     times = []
     async with running_app(settings) as app:
         if adapter is not None:
-            version = ModelVersionInfo(
-                ref, 1, str(base), "lora", str(adapter), "candidate", datetime.now(UTC)
-            )
-            await app.registry.add(version)
-            await app.registry.activate(ref, 1, actor="bench")
+            await activate_adapter(app, ref, base, adapter)
         sampling = app.settings.default_sampling().merged(
             {
                 "max_new_tokens": NEW_TOKENS,

@@ -41,7 +41,7 @@ async def _measure(workdir: Path, threads: int) -> MixedResult:
     from bot.app import running_app
     from bot.domain import ChannelRef, GenerationRequest
     from bot.importing.importer import import_history
-    from bot.training.service import TrainOptions
+    from bot.training.outcome import TrainOptions
 
     base = build_base(workdir / "base")
     texts = prompts(AutoTokenizer.from_pretrained(base), REQUESTS, 30, 80, seed=3)

@@ -25,18 +25,20 @@ from pathlib import Path
 
 from bot.benchmarks import fixtures
 from bot.benchmarks.fixtures import (
+    SAMPLING,
+    activate_adapter,
     bench_settings,
     build_adapters,
     build_base,
     percentile,
     prompts,
     rss_mb,
+    sampled_request,
 )
 
 CHANNELS = 8
 REQUESTS = 16
 NEW_TOKENS = 64
-SAMPLING = {"temperature": 0.9, "top_k": 50, "top_p": 0.95}
 
 
 @dataclass(frozen=True)
@@ -101,10 +103,9 @@ async def run_tsuzuki(
     workdir: Path,
     engine: str = "local",
 ) -> SideResult:
-    from datetime import UTC, datetime
 
     from bot.app import running_app
-    from bot.domain import ChannelRef, GenerationRequest, ModelVersionInfo
+    from bot.domain import ChannelRef, GenerationRequest
 
     settings = bench_settings(
         workdir, "serve", base, threads, max_batch=REQUESTS, engine=engine, ray_replica_cpus=threads
@@ -113,18 +114,10 @@ async def run_tsuzuki(
     async with running_app(settings) as app:
         refs = [ChannelRef.parse(f"console:bench{i}") for i in range(CHANNELS)]
         for ref, adapter in zip(refs, adapters, strict=True):
-            await app.registry.add(
-                ModelVersionInfo(
-                    ref, 1, str(base), "lora", str(adapter), "candidate", datetime.now(UTC)
-                )
-            )
-            await app.registry.activate(ref, 1, actor="bench")
+            await activate_adapter(app, ref, base, adapter)
 
         def request(i: int, new_tokens: int) -> GenerationRequest:
-            settings_ = app.settings.default_sampling().merged(
-                {**SAMPLING, "max_new_tokens": new_tokens, "seed": i, "repetition_penalty": 1.0}
-            )
-            return GenerationRequest(refs[i % CHANNELS], settings_, prompt=texts[i])
+            return sampled_request(app, refs[i % CHANNELS], texts[i], new_tokens, seed=i)
 
         # Warm-up: load the base and every adapter.
         await asyncio.gather(*(app.generator.generate(request(i, 2)) for i in range(CHANNELS)))

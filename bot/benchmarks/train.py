@@ -102,7 +102,8 @@ async def _tsuzuki(base: Path, train: list[str], held_out: list[str], out: Path)
     from transformers import AutoTokenizer
 
     from bot.training.dataset import build_dataset
-    from bot.training.finetune import FineTune, TrainConfig
+    from bot.training.finetune import FineTune
+    from bot.training.run_config import TrainConfig
 
     tokenizer = AutoTokenizer.from_pretrained(base)
 

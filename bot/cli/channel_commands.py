@@ -1,9 +1,9 @@
 """A channel's commands at the terminal: import, continue, settings, models, consent, eval.
 
-Each builds a command value (bot/command_values.py) and runs it through the core, as a
+Each builds a command value (bot/core/command_values.py) and runs it through the core, as a
 platform would; the operator at the terminal is an admin."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -12,21 +12,13 @@ import typer
 
 from bot import messages as M
 from bot.cli.shared import cli, err, execute, operator, out, print_reply, usage
-from bot.command_values import (
-    ActivateModel,
-    Command,
-    Continue,
-    ListModels,
-    ResetModels,
-    ResetSetting,
-    RollbackModel,
-    SetSetting,
-    SetTraining,
-    ShowSettings,
-)
-from bot.commands import quality_fields
 from bot.config import Settings
-from bot.domain import SETTING_SPECS, ChannelRef
+from bot.core.command_values import Command, Continue
+from bot.core.presentation import quality_fields
+from bot.core.text_commands import parse_models, parse_settings, parse_training
+from bot.domain import ChannelRef
+from bot.errors import UserError
+from bot.setting_specs import SETTING_SPECS
 
 if TYPE_CHECKING:
     from bot.importing.importer import ImportProgress
@@ -176,17 +168,7 @@ def settings(
     value: Annotated[str | None, typer.Argument(help="New value, for set.")] = None,
 ) -> None:
     """Show or change a channel's sampling settings (changes go to the audit log)."""
-    match (action, key, value):
-        case ("show", None, None):
-            command: Command = ShowSettings()
-        case ("set", str(), str()):
-            command = SetSetting(key, value)
-        case ("reset", str(), None):
-            command = ResetSetting(key)
-        case _:
-            usage(M.t("settings_usage"))
-
-    _run(channel, command)
+    _run(channel, _parsed(parse_settings, action, key, value))
 
 
 @cli.command()
@@ -199,19 +181,7 @@ def models(
 ) -> None:
     """List a channel's model versions, activate one, roll back to the previous, or
     reset (retire them all: the base answers, the next training starts from it)."""
-    match (action, version):
-        case ("list", None):
-            command: Command = ListModels()
-        case ("activate", str()):
-            command = ActivateModel(version)
-        case ("rollback", None):
-            command = RollbackModel()
-        case ("reset", None | "confirm"):
-            command = ResetModels(confirmed=version == "confirm")
-        case _:
-            usage(M.t("models_usage"))
-
-    _run(channel, command)
+    _run(channel, _parsed(parse_models, action, version))
 
 
 @cli.command()
@@ -223,7 +193,7 @@ def channels(
     """Turn training on or off for a channel (consent; audited)."""
     if setting != "training" or value not in ("on", "off"):
         usage("usage: tsuzuki channels CHANNEL training on|off")
-    _run(channel, SetTraining(value == "on"))
+    _run(channel, parse_training([value]))
 
 
 @cli.command("eval")
@@ -242,6 +212,15 @@ def eval_(
         out.print(M.t("quality_line", **quality_fields(v)), markup=False)
 
     execute(work)
+
+
+def _parsed(parse: Callable[[list[str]], Command], *words: str | None) -> Command:
+    """The arguments as words, read by the one parser (bot/core/text_commands.py) as
+    the same command typed in a channel would be; its usage when they are not one."""
+    try:
+        return parse([w for w in words if w is not None])
+    except UserError as e:
+        usage(e.reason)
 
 
 def _run(channel: str, command: Command) -> None:

@@ -9,6 +9,7 @@ from bot.cli.shared import cli, execute, out
 from bot.config import Settings
 from bot.domain import ChannelRef
 from bot.errors import UserError
+from bot.statuses import JobStatus
 
 
 @cli.command()
@@ -56,7 +57,7 @@ async def _prepare_demo(app: Any, ref: ChannelRef) -> None:
     claimed = await app.runner.claim_now(ref, first, priority=10)
     if claimed is not None:
         result = await run_job(app, claimed)
-        if result.status != "succeeded":
+        if result.status != JobStatus.SUCCEEDED:
             raise UserError(result.error or M.t("internal_error"))
     # The default recipe, in the background: the console opens now and says when
     # the better version takes over.

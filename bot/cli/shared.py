@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 
 from bot import messages as M
-from bot.commands import CommandContext
 from bot.config import Settings, load_settings
+from bot.core.context import CommandContext
 from bot.domain import Author, ChannelRef, Reply
 from bot.errors import UserError
 from bot.logs import configure_logging

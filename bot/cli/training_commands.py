@@ -13,10 +13,11 @@ from bot.cli.shared import (
     execute,
     out,
 )
-from bot.commands import quality_fields
 from bot.config import Settings
+from bot.core.presentation import quality_fields
 from bot.domain import ChannelRef
 from bot.errors import UserError
+from bot.statuses import ACTIVE_JOBS, JobStatus
 from bot.training.plot import LOSS_CURVE
 
 
@@ -66,7 +67,7 @@ def train(
     if method not in (None, "lora", "full"):
         err.print("error: --method must be lora or full", markup=False)
         raise typer.Exit(2)
-    from bot.training.service import TrainOptions
+    from bot.training.outcome import TrainOptions
 
     # Only what was given: the rest keeps TrainConfig's defaults.
     given = {
@@ -94,7 +95,7 @@ def train(
                 if claimed is None:
                     raise UserError(M.t("training_busy", channel=ref))
                 results = [await run_job(app, claimed)]
-        failed = [r for r in results if r.status != "succeeded"]
+        failed = [r for r in results if r.status != JobStatus.SUCCEEDED]
         if failed:
             raise UserError("; ".join(f"{r.job.channel}: {r.error}" for r in failed))
 
@@ -191,7 +192,7 @@ def status() -> None:
                     out.print(line, markup=False)
         async with running_app(settings) as app:
             jobs = await app.jobs.recent(200)
-        active = [j for j in jobs if j.status in ("queued", "running")]
+        active = [j for j in jobs if j.status in ACTIVE_JOBS]
         for j in active:
             out.print(f"job {j.id}: {j.kind} {j.channel} {j.status} {j.progress:.0%}", markup=False)
         if not active:

@@ -20,10 +20,11 @@ from pathlib import Path
 
 from bot.device import Priority
 from bot.domain import GenerationRequest, GenerationResult
+from bot.engine.resolver import ModelResolver
 from bot.engine.session import Item, Session
 from bot.engine.worker import DeviceWorker, Feed
 from bot.generation.model_cache import ModelCache
-from bot.generation.resolver import ModelResolver, ModelSource
+from bot.generation.source import ModelSource
 from bot.ports import TextListener
 
 log = logging.getLogger(__name__)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from bot.domain import ChannelRef, GenerationRequest, GenerationResult
 from bot.engine.generator import LocalGenerator
+from bot.engine.training_runs import TrainingService
 from bot.ports import TextListener
-from bot.training.service import ProgressFn, TrainingService, TrainOptions, TrainOutcome
+from bot.training.outcome import ProgressFn, TrainOptions, TrainOutcome
 
 
 class LocalEngine:

@@ -19,10 +19,11 @@ from bot.domain import ChannelRef, GenerationRequest, GenerationResult
 from bot.engine.generator import generate_current
 from bot.engine.ray_serving import ReplicaConfig, build_application, model_id
 from bot.engine.ray_training import train_stream, worker_settings
-from bot.errors import BusyError, UserError
-from bot.generation.resolver import ModelResolver, ModelSource
-from bot.ports import TextListener, WorkerLost
-from bot.training.service import ProgressFn, TrainOptions, TrainOutcome
+from bot.engine.resolver import ModelResolver
+from bot.errors import BusyError, UserError, WorkerLost
+from bot.generation.source import ModelSource
+from bot.ports import TextListener
+from bot.training.outcome import ProgressFn, TrainOptions, TrainOutcome
 
 log = logging.getLogger(__name__)
 

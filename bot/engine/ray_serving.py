@@ -21,7 +21,7 @@ from typing import Any
 
 from bot.config import Settings
 from bot.domain import GenerationRequest
-from bot.generation.resolver import ModelSource
+from bot.generation.source import ModelSource
 
 # Every generation app's name starts so; the rest is its settings' fingerprint.
 APP_PREFIX = "tsuzuki-"

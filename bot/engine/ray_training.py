@@ -1,11 +1,12 @@
 """Training on a Ray cluster: one training run as a Ray task that claims a GPU (or CPU
 cores) wherever one is free (`TSUZUKI_RAY_TRAIN_GPUS`, `TSUZUKI_RAY_TRAIN_CPUS`).
 
-The task runs the same TrainingService as the local engine, on a device worker of its
-own, and opens the database itself. It reads and writes model versions under the data
-directory, which every Ray node must see at the same path (a shared volume; README
-"Scaling out"). The job row stays with the bot process that claimed it (heartbeat,
-progress, release): the task streams each step back, then the outcome.
+The task runs the same TrainingService (training_runs.py) as the local engine, on a
+device worker of its own, and opens the database itself. It reads and writes model
+versions under the data directory, which every Ray node must see at the same path (a
+shared volume; README "Scaling out"). The job row stays with the bot process that
+claimed it (heartbeat, progress, release): the task streams each step back, then the
+outcome.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any
 
 from bot.config import Settings
 from bot.domain import ChannelRef
-from bot.training.finetune import StepResult
-from bot.training.service import TrainingService, TrainOptions, TrainOutcome
+from bot.training.outcome import TrainOptions, TrainOutcome
+from bot.training.run_config import StepResult
 
 # A step is streamed back at most this often (and always the last one).
 PROGRESS_EVERY_S = 0.5
@@ -74,24 +75,17 @@ def train_stream(settings: Settings, ref: ChannelRef, options: TrainOptions) -> 
 async def _train(
     settings: Settings, ref: ChannelRef, options: TrainOptions, progress: Any
 ) -> TrainOutcome:
+    from bot.engine.parts import SqlStores, model_parts
     from bot.engine.worker import DeviceWorker
-    from bot.generation.resolver import ModelResolver
-    from bot.generation.spec import ModelSpec
     from storage.db import open_database
-    from storage.repositories import SqlChannelStore, SqlMessageStore, SqlModelRegistry
 
-    # Built here rather than by bot/app.py's build_app: the engine sits below the app
-    # (tests/unit/test_layers.py), and a training task needs only these parts.
+    # The task's own database connections and device worker; the parts on them are
+    # built as bot/app.py builds them (bot/engine/parts.py).
     db = await open_database(settings.resolved_database_url)
     worker = DeviceWorker(settings.effective_torch_threads)
     try:
-        messages, registry = SqlMessageStore(db), SqlModelRegistry(db)
-        base = ModelSpec.parse(settings.base_model)
-        resolver = ModelResolver(base, settings.models_dir, registry, messages, worker)
-        training = TrainingService(
-            settings, SqlChannelStore(db), messages, registry, resolver, worker
-        )
-        return await training.train(ref, options, progress)
+        parts = model_parts(settings, SqlStores.over(db), worker)
+        return await parts.training.train(ref, options, progress)
     finally:
         worker.close()
         await db.dispose()

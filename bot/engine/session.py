@@ -23,8 +23,8 @@ from bot.generation.batching import PREFILL_CHUNK, DecodeBatch, Live, Prefill, R
 from bot.generation.cleaning import clean, decode_new_text
 from bot.generation.model_cache import ModelCache, ServingModel
 from bot.generation.prompt import PreparedPrompt, continue_prompt, reply_prompt
-from bot.generation.resolver import ModelSource
 from bot.generation.sampling import variant_seed
+from bot.generation.source import ModelSource
 from bot.ports import TextListener
 
 if TYPE_CHECKING:

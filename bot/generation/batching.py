@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bot.domain import SamplingSettings
 from bot.generation.ngram import Mixture
 from bot.generation.sampling import pick_next
+from bot.setting_specs import SamplingSettings
 
 if TYPE_CHECKING:
     import torch

@@ -126,7 +126,7 @@ def _model_from(path: Path, *, merge: bool) -> PreTrainedModel:
     model = PeftModel.from_pretrained(base, str(path), is_trainable=True)
     # peft reads the base's config again when saving; point it at the directory found
     # here, or it would look the hub id up on the network. (The saved version names
-    # its base by spec again: TrainingService._write_version.)
+    # its base by spec again: bot/training/version_files.py write_version.)
     for config in model.peft_config.values():
         config.base_model_name_or_path = str(base_dir)
     return model

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from bot.generation.batching import BASE_SLOT
 from bot.generation.loading import LoadedModel, load_directory
 from bot.generation.ngram import Mixture
-from bot.generation.resolver import ModelSource
+from bot.generation.source import ModelSource
 
 if TYPE_CHECKING:
     from bot.generation.lora import AdapterSet

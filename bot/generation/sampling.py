@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bot.domain import SamplingSettings
+from bot.setting_specs import SamplingSettings
 
 if TYPE_CHECKING:
     import torch

@@ -12,7 +12,6 @@ from __future__ import annotations
 import gc
 import json
 import math
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -22,11 +21,10 @@ from typing import Any
 import orjson
 
 from bot import messages as M
+from bot.domain import ID_PART
 from bot.errors import UserError
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# Same shape ChannelRef.parse accepts, so an imported channel can be named later.
-_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 
 # Called with (records done, records in all) while a file is read or stored.
 Progress = Callable[[int, int], None]
@@ -159,4 +157,5 @@ def from_unix(seconds: float) -> datetime:
 
 
 def is_valid_id(value: str) -> bool:
-    return bool(_ID.match(value))
+    # The shape ChannelRef.parse accepts, so an imported channel can be named later.
+    return bool(ID_PART.match(value))

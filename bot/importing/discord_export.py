@@ -21,7 +21,7 @@ from bot.importing import (
     parse_iso,
     plain_id,
 )
-from bot.ports import ImportBatch
+from bot.records import ImportBatch
 
 # Everything else (joins, pins, calls, thread starts…) is written by Discord itself.
 _USER_TYPES = frozenset({"Default", "Reply"})

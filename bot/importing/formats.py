@@ -10,7 +10,7 @@ from bot import messages as M
 from bot.domain import ChannelRef
 from bot.errors import UserError
 from bot.importing import Progress, discord_export, jsonl, plaintext, slack_export
-from bot.ports import ImportBatch
+from bot.records import ImportBatch
 
 Format = Literal["jsonl", "text", "discord", "slack"]
 FORMATS: tuple[Format, ...] = get_args(Format)

@@ -13,7 +13,7 @@ from typing import Protocol
 from bot.domain import ChannelRef
 from bot.importing import Progress, gc_paused
 from bot.importing.formats import DEFAULT_MAX_BYTES, parse_file
-from bot.ports import ImportBatch, ImportCounts
+from bot.records import ImportBatch, ImportCounts
 
 
 class ImportTarget(Protocol):

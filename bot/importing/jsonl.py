@@ -24,7 +24,7 @@ from bot.importing import (
     plain_id,
     strip_bom,
 )
-from bot.ports import ImportBatch
+from bot.records import ImportBatch
 
 # One Author per distinct (id, name) keeps memory flat on large files.
 _Authors = dict[tuple[str, str], Author]

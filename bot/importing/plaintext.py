@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bot.domain import Author, ChannelRef, ChatMessage
 from bot.importing import PROGRESS_STEP, Progress, broken, strip_bom
-from bot.ports import ImportBatch
+from bot.records import ImportBatch
 
 IMPORT_AUTHOR = Author(id="import", name="import")
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from bot.domain import Author, ChannelRef, ChatMessage
 from bot.importing import broken, from_unix, is_valid_id, json_type, load_json
-from bot.ports import ImportBatch
+from bot.records import ImportBatch
 
 # Channel names may be Japanese and the like, so only path syntax is refused.
 _FOLDER_NAME = re.compile(r"^[^/\\\x00]{1,200}$")

@@ -15,10 +15,11 @@ import pytest
 
 from bot.app import App
 from bot.config import Settings
+from bot.core.jobs import JobResult
 from bot.domain import ChannelRef, GenerationRequest, GenerationResult, ModelVersionInfo
-from bot.jobs import JobResult
 from bot.logs import configure_logging
 from bot.ports import TextListener
+from bot.statuses import VersionStatus
 from tests.e2e.serving import DISCORD_TOKEN, serving, with_discord
 from tests.e2e.serving import until as until_true
 from tests.fakes.discord_server import FakeDiscord
@@ -153,7 +154,7 @@ async def test_a_member_cannot_change_settings(bot: tuple[App, FakeDiscord]) -> 
     assert "Only channel admins" in answer.json["content"]
     assert answer.json.get("flags", 0) & 64  # ephemeral: only the asker sees it
     assert fake.interaction(payload["token"]).callback_type == 5
-    assert (await app.commands.effective_settings(REF)).temperature == 0.9
+    assert (await app.commands.settings.effective(REF)).temperature == 0.9
     await fake.slash_command(CHANNEL, ADMIN, "settings set", {"key": "temperature", "value": "2"})
     await until(lambda: _temperature(app), 2.0)
 
@@ -170,7 +171,7 @@ async def test_no_rights_in_the_channel_is_not_admin_whatever_the_guild_grants(
     )
     answer = await fake.wait_for_request(method="POST", path="/webhooks/")
     assert "Only channel admins" in answer.json["content"]
-    assert (await app.commands.effective_settings(REF)).temperature == 0.9
+    assert (await app.commands.settings.effective(REF)).temperature == 0.9
 
 
 async def test_a_429_is_honoured(bot: tuple[App, FakeDiscord]) -> None:
@@ -218,7 +219,7 @@ async def _text(app: App) -> str:
 
 
 async def _temperature(app: App) -> float:
-    return (await app.commands.effective_settings(REF)).temperature
+    return (await app.commands.settings.effective(REF)).temperature
 
 
 async def until(probe: Any, expected: object, within: float = 10.0) -> None:
@@ -277,7 +278,9 @@ async def _active_version(app: App) -> int | None:
 
 async def with_a_version(app: App) -> None:
     """An active v1 (its files do not matter: a reset only retires it)."""
-    info = ModelVersionInfo(REF, 1, "scratch:tiny", "full", "/nowhere/v1", "candidate", T0)
+    info = ModelVersionInfo(
+        REF, 1, "scratch:tiny", "full", "/nowhere/v1", VersionStatus.CANDIDATE, T0
+    )
     await app.registry.add(info)
     await app.registry.activate(REF, 1, actor="test")
 

@@ -13,11 +13,11 @@ import pytest
 
 from adapters.console_adapter import ConsoleAdapter
 from bot.app import App
-from bot.commands import CommandContext
 from bot.config import Settings
+from bot.core.context import CommandContext
+from bot.core.jobs import JobResult
 from bot.domain import Author, ChannelRef
-from bot.jobs import JobResult
-from bot.training.service import TrainOptions
+from bot.training.outcome import TrainOptions
 from tests.e2e.serving import serving, with_discord, with_slack
 from tests.e2e.test_slack import HttpSlack
 from tests.fakes.discord_server import FakeDiscord

@@ -17,9 +17,10 @@ from pydantic import SecretStr
 
 from bot.app import App
 from bot.config import Settings
+from bot.core.jobs import JobResult
 from bot.domain import ChannelRef, ModelVersionInfo
 from bot.importing.importer import import_history
-from bot.jobs import JobResult
+from bot.statuses import VersionStatus
 from tests.e2e.serving import SLACK_SECRET, continue_answer, serving, until, with_slack
 from tests.e2e.test_discord import ScriptedGenerator
 from tests.exports import slack_notices_and_files
@@ -127,10 +128,10 @@ async def test_a_member_cannot_change_settings(slack: HttpSlack) -> None:
     answer = await slack.fake.wait_for_response(name, timeout=20)
     assert "Only channel admins" in answer.json["text"]
     assert answer.json["response_type"] == "ephemeral"
-    assert (await slack.app.commands.effective_settings(REF)).temperature == 0.9
+    assert (await slack.app.commands.settings.effective(REF)).temperature == 0.9
     name = await slack.command("settings set temperature 2", user=ADMIN, command="/tsuzuki")
     await slack.fake.wait_for_response(name, timeout=20)
-    assert (await slack.app.commands.effective_settings(REF)).temperature == 2.0
+    assert (await slack.app.commands.settings.effective(REF)).temperature == 2.0
 
 
 async def test_edits_and_deletes_reach_the_database(slack: HttpSlack) -> None:
@@ -306,7 +307,9 @@ async def test_turning_training_on_backfills_the_history(slack: HttpSlack) -> No
 
 async def test_models_reset_needs_an_admin_and_a_confirmation(slack: HttpSlack) -> None:
     app = slack.app
-    info = ModelVersionInfo(REF, 1, "scratch:tiny", "full", "/nowhere/v1", "candidate", T0)
+    info = ModelVersionInfo(
+        REF, 1, "scratch:tiny", "full", "/nowhere/v1", VersionStatus.CANDIDATE, T0
+    )
     await app.registry.add(info)
     await app.registry.activate(REF, 1, actor="test")
 

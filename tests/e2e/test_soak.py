@@ -33,7 +33,8 @@ from adapters.render import escape_slack, neutralise_discord
 from bot.app import App, running_app
 from bot.config import Settings
 from bot.domain import Author, ChannelRef, ChatMessage, GenerationRequest, GenerationResult
-from bot.ports import ImportBatch, JobInfo, TextGenerator, TextListener
+from bot.ports import TextGenerator, TextListener
+from bot.records import ImportBatch, JobInfo
 from tests.conftest import PG_URL
 from tests.e2e.serving import free_port, until
 from tests.fakes.discord_server import FakeDiscord
@@ -436,7 +437,7 @@ def _at(moment: datetime | None, origin: datetime) -> str:
 
 
 async def soak(app: App, discord: FakeDiscord, slack: FakeSlack) -> Outcome:
-    app.commands.generator = HostileGenerator(app.commands.generator)
+    app.commands.replies.generator = HostileGenerator(app.commands.replies.generator)
     history = await seed_training_channel(app)
     serving = asyncio.create_task(app.serve())
     try:

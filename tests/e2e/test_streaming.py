@@ -69,8 +69,8 @@ class Recorder:
 
 
 def recording(app: App) -> Recorder:
-    recorder = Recorder(app.commands.generator)
-    app.commands.generator = recorder
+    recorder = Recorder(app.commands.replies.generator)
+    app.commands.replies.generator = recorder
     return recorder
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from bot.domain import SamplingSettings
 from bot.generation.batching import PREFILL_CHUNK, DecodeBatch, Prefill, Row, decode_rows
 from bot.generation.loading import load_directory
 from bot.generation.quantize import quantize_int8
 from bot.generation.scratch import create_scratch
 from bot.generation.spec import SCRATCH_SIZES
+from bot.setting_specs import SamplingSettings
 from tests.integration.test_training import corpus
 
 GREEDY = SamplingSettings().merged({"temperature": 0, "repetition_penalty": 1.0})

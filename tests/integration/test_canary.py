@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from bot.app import App, running_app
-from bot.command_values import ActivateModel, Continue, ListModels, RollbackModel, SetOptOut
-from bot.commands import CommandContext
 from bot.config import Settings
+from bot.core.command_values import ActivateModel, Continue, ListModels, RollbackModel, SetOptOut
+from bot.core.context import CommandContext
 from bot.domain import (
     Author,
     ChannelRef,
@@ -35,10 +35,11 @@ from bot.domain import (
 )
 from bot.generation.loading import load_directory, load_tokenizer
 from bot.generation.ngram import Mixture
-from bot.ports import ImportBatch, JobInfo
+from bot.records import ImportBatch, JobInfo
+from bot.statuses import VersionStatus
 from bot.training.dataset import load_tokens
 from bot.training.evaluation import token_probs
-from bot.training.finetune import StepResult
+from bot.training.run_config import StepResult
 
 A = ChannelRef.parse("console:alpha")
 B = ChannelRef.parse("console:beta")
@@ -299,7 +300,14 @@ async def test_an_opt_out_withdraws_exactly_the_versions_that_may_hold_the_words
         path = app.settings.models_dir / A.slug / f"v{version}"
         path.mkdir(parents=True)
         info = ModelVersionInfo(
-            A, version, "scratch:tiny", "full", str(path), "candidate", T0, last_message_id=newest
+            A,
+            version,
+            "scratch:tiny",
+            "full",
+            str(path),
+            VersionStatus.CANDIDATE,
+            T0,
+            last_message_id=newest,
         )
         assert await app.registry.add(info, forget_epoch=await app.registry.forget_epoch(A))
         if status == "active":
@@ -323,7 +331,7 @@ async def test_an_opt_out_withdraws_exactly_the_versions_that_may_hold_the_words
     assert (await app.core.on_command(admin, RollbackModel())).is_error
     assert (await app.core.on_command(admin, ActivateModel("3"))).is_error
     # A run that read its data before the opt-out is refused at registration.
-    late = ModelVersionInfo(A, 4, "scratch:tiny", "full", "/nowhere", "candidate", T0)
+    late = ModelVersionInfo(A, 4, "scratch:tiny", "full", "/nowhere", VersionStatus.CANDIDATE, T0)
     assert not await app.registry.add(late, forget_epoch=epoch)
     assert [v.version for v in await app.registry.versions(A)] == [1, 2, 3]
     # Opting out again, with nothing left to forget, changes nothing.

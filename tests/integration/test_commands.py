@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from bot.app import App, running_app
-from bot.commands import CommandContext
 from bot.config import Settings
+from bot.core.context import CommandContext
 from bot.domain import Author, ChannelRef
 
 REF = ChannelRef.parse("discord:10/20")
@@ -21,7 +21,7 @@ async def test_a_non_admin_cannot_change_settings(app: App) -> None:
     assert "Only channel admins" in reply.texts[0]
     reply = await app.core.on_command(MEMBER, "/settings reset temperature")
     assert reply.is_error
-    assert (await app.commands.effective_settings(REF)).temperature == 0.9
+    assert (await app.commands.settings.effective(REF)).temperature == 0.9
     assert await app.channels.audit(REF) == []
 
 
@@ -38,11 +38,11 @@ async def test_invalid_values_are_refused_and_nothing_is_saved(app: App, value: 
 async def test_admin_changes_are_applied_and_audited(app: App) -> None:
     reply = await app.core.on_command(ADMIN, "/settings set top_k 5")
     assert not reply.is_error and "top_k is now 5" in reply.texts[0]
-    assert (await app.commands.effective_settings(REF)).top_k == 5
+    assert (await app.commands.settings.effective(REF)).top_k == 5
     shown = (await app.core.on_command(MEMBER, "/settings show")).texts[0]
     assert "top_k = 5 (set for this channel" in shown  # anyone may look
     await app.core.on_command(ADMIN, "/settings reset top_k")
-    assert (await app.commands.effective_settings(REF)).top_k == 50
+    assert (await app.commands.settings.effective(REF)).top_k == 50
     entries = await app.channels.audit(REF)
     assert [(e.actor, e.action, e.key) for e in entries] == [
         ("discord:1", "settings.set", "top_k"),
@@ -51,9 +51,9 @@ async def test_admin_changes_are_applied_and_audited(app: App) -> None:
 
 
 async def test_request_overrides_beat_channel_settings(app: App) -> None:
-    await app.commands.settings_set(ADMIN, "temperature", "0.3")
-    assert (await app.commands.effective_settings(REF)).temperature == 0.3
-    assert (await app.commands.effective_settings(REF, {"temperature": "1.5"})).temperature == 1.5
+    await app.commands.settings.set(ADMIN, "temperature", "0.3")
+    assert (await app.commands.settings.effective(REF)).temperature == 0.3
+    assert (await app.commands.settings.effective(REF, {"temperature": "1.5"})).temperature == 1.5
 
 
 async def test_unknown_commands_and_settings_get_help(app: App) -> None:

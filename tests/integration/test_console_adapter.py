@@ -36,7 +36,7 @@ async def test_lines_are_history_mentions_get_replies_and_errors_go_to_stderr(
 async def test_the_local_user_is_admin(local_app: App) -> None:
     out, err = await run_console(local_app, "/settings set top_k 3\n")
     assert "top_k is now 3" in out and err == ""
-    assert (await local_app.commands.effective_settings(REF)).top_k == 3
+    assert (await local_app.commands.settings.effective(REF)).top_k == 3
 
 
 async def test_generated_terminal_escapes_are_not_printed(local_app: App) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from bot.app import App, running_app
-from bot.commands import CommandContext
 from bot.config import Settings
+from bot.core.context import CommandContext
 from bot.domain import Author, ChannelRef, GenerationRequest
 from bot.errors import UserError
 from bot.generation.bases import locate
@@ -21,7 +21,7 @@ PROMPT = "織田信長は、"
 
 
 async def test_continue_starts_with_the_prompt(local_app: App) -> None:
-    reply = await local_app.commands.continue_text(ADMIN, PROMPT, {"seed": 1})
+    reply = await local_app.commands.replies.continue_text(ADMIN, PROMPT, {"seed": 1})
     (text,) = reply.texts
     assert text.startswith(PROMPT)
     assert len(text) > len(PROMPT)
@@ -29,7 +29,7 @@ async def test_continue_starts_with_the_prompt(local_app: App) -> None:
 
 
 async def test_n_variants_are_returned(local_app: App) -> None:
-    reply = await local_app.commands.continue_text(
+    reply = await local_app.commands.replies.continue_text(
         ADMIN, "Hello", {"num_return_sequences": 3, "seed": 5}
     )
     assert len(reply.texts) == 3
@@ -39,22 +39,22 @@ async def test_n_variants_are_returned(local_app: App) -> None:
 
 async def test_same_seed_same_text_and_temperature_changes_it(local_app: App) -> None:
     c = local_app.commands
-    a = await c.continue_text(ADMIN, PROMPT, {"seed": 42, "temperature": 1.0})
-    b = await c.continue_text(ADMIN, PROMPT, {"seed": 42, "temperature": 1.0})
+    a = await c.replies.continue_text(ADMIN, PROMPT, {"seed": 42, "temperature": 1.0})
+    b = await c.replies.continue_text(ADMIN, PROMPT, {"seed": 42, "temperature": 1.0})
     assert a.texts == b.texts
     # The channel's own temperature is honoured: setting it changes seeded output.
-    await c.settings_set(ADMIN, "temperature", "3.0")
-    hot = await c.continue_text(ADMIN, PROMPT, {"seed": 42})
-    await c.settings_set(ADMIN, "temperature", "0.2")
-    cold = await c.continue_text(ADMIN, PROMPT, {"seed": 42})
+    await c.settings.set(ADMIN, "temperature", "3.0")
+    hot = await c.replies.continue_text(ADMIN, PROMPT, {"seed": 42})
+    await c.settings.set(ADMIN, "temperature", "0.2")
+    cold = await c.replies.continue_text(ADMIN, PROMPT, {"seed": 42})
     assert hot.texts != cold.texts
-    assert cold.texts == (await c.continue_text(ADMIN, PROMPT, {"seed": 42})).texts
+    assert cold.texts == (await c.replies.continue_text(ADMIN, PROMPT, {"seed": 42})).texts
 
 
 async def test_greedy_is_deterministic_without_a_seed(local_app: App) -> None:
     c = local_app.commands
-    a = await c.continue_text(ADMIN, "abc", {"temperature": 0})
-    b = await c.continue_text(ADMIN, "abc", {"temperature": 0})
+    a = await c.replies.continue_text(ADMIN, "abc", {"temperature": 0})
+    b = await c.replies.continue_text(ADMIN, "abc", {"temperature": 0})
     assert a.texts == b.texts
 
 
@@ -73,14 +73,14 @@ async def test_a_prompt_longer_than_the_context_is_cut_from_the_left(local_app: 
 
 async def test_empty_and_oversized_prompts_are_refused(local_app: App) -> None:
     with pytest.raises(UserError, match="continue"):
-        await local_app.commands.continue_text(ADMIN, "   ")
+        await local_app.commands.replies.continue_text(ADMIN, "   ")
     with pytest.raises(UserError, match="too long"):
-        await local_app.commands.continue_text(ADMIN, "x" * 5000)
+        await local_app.commands.replies.continue_text(ADMIN, "x" * 5000)
 
 
 async def test_bad_override_is_refused_before_generating(local_app: App) -> None:
     with pytest.raises(UserError, match="top_p"):
-        await local_app.commands.continue_text(ADMIN, PROMPT, {"top_p": "nan"})
+        await local_app.commands.replies.continue_text(ADMIN, PROMPT, {"top_p": "nan"})
 
 
 async def test_a_mention_gets_the_next_message_of_the_channel(local_app: App) -> None:
@@ -92,7 +92,7 @@ async def test_a_mention_gets_the_next_message_of_the_channel(local_app: App) ->
         await local_app.messages.add(
             ChatMessage(REF, f"m{i}", Author("u", "U"), text, datetime.now(UTC))
         )
-    await local_app.commands.settings_set(ADMIN, "seed", "3")
+    await local_app.commands.settings.set(ADMIN, "seed", "3")
     mention = ChatMessage(REF, "m9", Author("u", "U"), "what do you think?", datetime.now(UTC))
     reply = await local_app.core.on_message(mention, mentions_bot=True)
     assert reply is not None and not reply.is_error and reply.generated
@@ -191,7 +191,7 @@ async def test_a_sentencepiece_model_directory_loads_like_rinnas(
     assert loaded.tokenizer.decode(ids) == text
 
     async with running_app(local_settings.model_copy(update={"base_model": str(model_dir)})) as app:
-        reply = await app.commands.continue_text(
+        reply = await app.commands.replies.continue_text(
             ADMIN, "織田信長は、", {"seed": 1, "num_return_sequences": 3}
         )
     assert all(t.startswith("織田信長は、") for t in reply.texts)
@@ -265,4 +265,4 @@ async def test_the_active_version_answers_instead_of_the_base(
         )
     )
     assert after.model == "v1"  # no restart needed
-    assert "v1 active" in (await local_app.commands.models(ADMIN)).texts[0]
+    assert "v1 active" in (await local_app.commands.models.show(ADMIN)).texts[0]

@@ -11,7 +11,7 @@ from bot.domain import ChannelRef
 from bot.errors import UserError
 from bot.importing.importer import import_history
 from storage.db import Database
-from storage.repositories import SqlChannelStore, SqlMessageStore
+from storage.stores import SqlChannelStore, SqlMessageStore
 from tests.exports import (
     JA,
     discord_export,
@@ -121,12 +121,14 @@ async def test_an_opted_out_member_is_never_stored_again_nor_quoted_in_a_reply(
 ) -> None:
     """Opting out forgets a member's messages; re-importing the same file must not bring
     them back, and a mention reply's context must never show them."""
-    from storage.repositories import SqlUserStore
+    from bot.training.lineage import plan_forget
+    from storage.stores import SqlUserStore
 
     store = SqlMessageStore(db)
     path = write_jsonl(tmp_path / "h.jsonl", jsonl_records(30))
     await import_history(store, path, channel=CONSOLE)
-    forgotten = await SqlUserStore(db).set_opted_out("console", "local", "user1", True, actor="t")
+    users = SqlUserStore(db, plan_forget)
+    forgotten = await users.set_opted_out("console", "local", "user1", True, actor="t")
     assert forgotten == 10
 
     again = await import_history(store, path, channel=CONSOLE)

@@ -17,11 +17,18 @@ from sqlalchemy.exc import IntegrityError
 from bot.domain import Author, ChannelRef, ChatMessage
 from bot.errors import UserError
 from bot.importing.importer import ImportProgress, import_history
-from bot.ports import ImportBatch
-from storage import repositories
+from bot.records import ImportBatch
+from bot.training.lineage import plan_forget
 from storage.db import Database
 from storage.models import Message
-from storage.repositories import SqlChannelStore, SqlMessageStore, SqlUserStore
+from storage.stores import (
+    SqlChannelStore,
+    SqlMessageStore,
+    SqlUserStore,
+    message_bulk,
+    message_store,
+)
+from storage.stores.rows import as_utc
 from tests.exports import JA, discord_export, discord_message, write_jsonl
 
 CONSOLE = ChannelRef.parse("console:general")
@@ -31,8 +38,8 @@ N = 450
 
 @pytest.fixture(autouse=True)
 def _small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(repositories, "_IMPORT_CHUNK", 100)
-    monkeypatch.setattr(repositories, "_SQLITE_ROWS_PER_INSERT", 7)
+    monkeypatch.setattr(message_store, "_IMPORT_CHUNK", 100)
+    monkeypatch.setattr(message_bulk, "_SQLITE_ROWS_PER_INSERT", 7)
 
 
 def records(n: int, start: int = 0, **extra: object) -> list[dict[str, object]]:
@@ -87,7 +94,7 @@ async def test_an_opted_out_members_messages_are_refused_in_a_new_file(
     db: Database, tmp_path: Path
 ) -> None:
     store = SqlMessageStore(db)
-    await SqlUserStore(db).set_opted_out("console", "local", "user1", True, actor="t")
+    await SqlUserStore(db, plan_forget).set_opted_out("console", "local", "user1", True, actor="t")
     report = await import_history(
         store, write_jsonl(tmp_path / "h.jsonl", records(N)), channel=CONSOLE
     )
@@ -157,7 +164,7 @@ async def test_stored_messages_read_back_as_imported_in_file_order(
 async def test_an_imported_edit_time_orders_against_later_edits(db: Database) -> None:
     """SQLite compares stored times as text: the bulk path must store them exactly as
     the rest of the app writes them, or an older edit would win."""
-    from bot.ports import ImportBatch
+    from bot.records import ImportBatch
 
     store = SqlMessageStore(db)
     edited = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
@@ -183,7 +190,7 @@ def test_sqlite_times_are_written_as_sqlalchemy_writes_them(at: datetime) -> Non
     dialect = sqlite.dialect()
     write = Message.__table__.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
     assert write is not None
-    assert repositories._sqlite_time(at) == write(repositories.as_utc(at))
+    assert message_bulk.sqlite_time(at) == write(as_utc(at))
 
 
 async def test_progress_reaches_the_end_of_both_phases(db: Database, tmp_path: Path) -> None:

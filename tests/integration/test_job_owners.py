@@ -14,10 +14,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import update
 
 from bot.domain import ChannelRef
-from bot.ports import JobOwner
+from bot.processes import JobOwner, process_alive
+from bot.statuses import JobStatus
 from storage.db import Database, open_database
 from storage.models import Job
-from storage.repositories import SqlJobStore, process_alive
+from storage.stores import SqlJobStore
 
 REF = ChannelRef.parse("console:general")
 HOST = socket.gethostname()
@@ -64,7 +65,7 @@ async def test_a_claim_records_the_owner_and_the_heartbeat_moves(db: Database) -
     assert row.heartbeat_at is not None and row.heartbeat_at >= before
     # Not another process's to beat for; nor a finished job's.
     assert not await SqlJobStore(db, JobOwner("elsewhere", 1)).heartbeat(job.id)
-    await store.finish(job.id, "succeeded")
+    await store.finish(job.id, JobStatus.SUCCEEDED)
     assert not await store.heartbeat(job.id)
     (row,) = await store.recent()
     assert (row.status, row.owner) == ("succeeded", store.owner)  # who ran it stays
@@ -98,7 +99,7 @@ async def test_a_job_whose_owner_process_ended_is_taken_over(db: Database) -> No
     assert (resumed.id, resumed.attempts, resumed.owner) == (job_id, 2, mine.owner)
     # The old owner can no longer touch it.
     assert not await gone.heartbeat(job_id)
-    await gone.finish(job_id, "failed", "late")
+    await gone.finish(job_id, JobStatus.FAILED, "late")
     await gone.release(job_id)
     (row,) = await mine.recent()
     assert (row.status, row.error, row.owner) == ("running", None, mine.owner)

@@ -12,13 +12,14 @@ from datetime import datetime
 import pytest
 from sqlalchemy import update
 
-import bot.jobs
+import bot.core.jobs
 from bot import messages as M
 from bot.app import App
 from bot.domain import ChannelRef, ChatMessage
-from bot.ports import JobInfo, JobOwner
+from bot.processes import JobOwner
+from bot.records import JobInfo
 from storage.models import Job
-from storage.repositories import SqlJobStore
+from storage.stores import SqlJobStore
 from tests.integration.test_job_owners import dead_pid
 
 REF = ChannelRef.parse("console:general")
@@ -28,7 +29,7 @@ BUSY = M.t("training_busy", channel=REF)
 
 @pytest.fixture(autouse=True)
 def _fast_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bot.jobs, "HEARTBEAT_EVERY_S", 0.05)
+    monkeypatch.setattr(bot.core.jobs, "HEARTBEAT_EVERY_S", 0.05)
 
 
 async def job_row(app: App, job_id: int) -> JobInfo:
@@ -62,7 +63,7 @@ async def test_a_job_that_ends_is_not_taken_for_a_lost_one(
 ) -> None:
     """The heartbeat beats as often as it can: the end of the job (no longer running)
     never reads as a take-over, nor cancels what the runner does next."""
-    monkeypatch.setattr(bot.jobs, "HEARTBEAT_EVERY_S", 0)
+    monkeypatch.setattr(bot.core.jobs, "HEARTBEAT_EVERY_S", 0)
 
     async def history(ref: ChannelRef, before: str | None, limit: int) -> list[ChatMessage]:
         for _ in range(5):

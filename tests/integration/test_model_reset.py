@@ -54,7 +54,7 @@ async def test_only_an_admin_may_reset(local_app: App) -> None:
         reply = await local_app.core.on_command(MEMBER, command)
         assert reply.is_error
     with pytest.raises(UserError):
-        await local_app.commands.models_reset(MEMBER, confirmed=True)
+        await local_app.commands.models.reset(MEMBER, confirmed=True)
     assert (await local_app.registry.active(REF)) is not None
 
 

@@ -20,15 +20,15 @@ from typing import Any
 import pytest
 
 from bot.app import App, running_app
-from bot.commands import CommandContext
 from bot.config import Settings
+from bot.core.context import CommandContext
 from bot.domain import Author, ChannelRef, GenerationRequest, GenerationResult
 from bot.errors import UserError
 from bot.generation.bases import locate
 from bot.generation.loading import load_directory, load_tokenizer
 from bot.training.dataset import build_dataset, load_tokens, read_eval_texts
 from bot.training.evaluation import evaluate_texts
-from bot.training.service import TrainOptions
+from bot.training.outcome import TrainOptions
 from tests import hubcache
 from tests.integration.test_training import add_history, corpus
 

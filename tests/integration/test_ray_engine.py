@@ -17,12 +17,12 @@ from sqlalchemy import select
 from bot import messages as M
 from bot.app import App, running_app
 from bot.config import Settings
+from bot.core.jobs import JobResult
 from bot.domain import ChannelRef, GenerationRequest
 from bot.engine.ray_serving import ReplicaConfig
 from bot.errors import BusyError
-from bot.jobs import JobResult
-from bot.ports import JobInfo
-from bot.training.finetune import StepResult
+from bot.records import JobInfo
+from bot.training.run_config import StepResult
 from storage.models import Job
 from tests.e2e.serving import until
 from tests.integration.test_training import QUICK, ready_channel

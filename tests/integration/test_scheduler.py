@@ -9,9 +9,10 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from bot.app import App
+from bot.core.scheduler import NIGHTLY_JOB_ID, build_scheduler, start_scheduler
 from bot.domain import Author, ChannelRef, ChatMessage
-from bot.ports import ImportBatch
-from bot.scheduler import NIGHTLY_JOB_ID, build_scheduler, start_scheduler, sync_url
+from bot.records import ImportBatch
+from storage.db import sync_url
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -58,6 +59,35 @@ async def test_a_missed_night_runs_once_and_the_store_holds_one_row(
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM apscheduler_jobs")).scalar() == 1
     engine.dispose()
+
+
+async def test_a_schedule_stored_before_the_core_moved_still_runs_its_missed_night(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[datetime] = []
+
+    async def queue_due_training() -> list[object]:
+        calls.append(datetime.now(UTC))
+        return []
+
+    monkeypatch.setattr(app.runner, "queue_due_training", queue_due_training)
+    old = build_scheduler(app.settings, app.runner)
+    start_scheduler(old, app.settings)
+    old.pause()
+    # As an earlier version stored it: the function named by its old module, and the
+    # night missed while the bot was down.
+    old.modify_job(
+        NIGHTLY_JOB_ID,
+        func="bot.scheduler:nightly_retrain",
+        next_run_time=datetime.now(UTC) - timedelta(hours=2),
+    )
+    old.shutdown(wait=False)
+
+    new = build_scheduler(app.settings, app.runner)
+    start_scheduler(new, app.settings)
+    await until(lambda: len(calls) == 1)
+    assert new.get_job(NIGHTLY_JOB_ID).func_ref == "bot.core.scheduler:nightly_retrain"
+    new.shutdown(wait=False)
 
 
 async def add_messages(app: App, ref: ChannelRef, n: int, start: int = 0) -> None:

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from bot.domain import Author, ChannelRef, ChatMessage
-from bot.ports import ImportBatch
+from bot.records import ImportBatch
 from storage.db import Database
-from storage.repositories import SqlChannelStore, SqlMessageStore
+from storage.stores import SqlChannelStore, SqlMessageStore
 
 REF = ChannelRef.parse("console:general")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

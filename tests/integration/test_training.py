@@ -10,14 +10,15 @@ from pathlib import Path
 import pytest
 
 from bot.app import App, running_app
-from bot.commands import CommandContext
 from bot.config import Settings
+from bot.core.context import CommandContext
 from bot.domain import Author, ChannelRef, ChatMessage, GenerationRequest
 from bot.errors import UserError
-from bot.ports import ImportBatch
+from bot.records import ImportBatch
 from bot.training.finetune import FineTune
-from bot.training.service import TrainOptions
-from storage.repositories import SqlUserStore
+from bot.training.lineage import plan_forget
+from bot.training.outcome import TrainOptions
+from storage.stores import SqlUserStore
 
 REF = ChannelRef.parse("console:club")
 ADMIN = CommandContext(REF, Author("admin", "Admin", is_admin=True))
@@ -165,7 +166,7 @@ async def test_opted_out_users_are_never_in_the_dataset(local_app: App) -> None:
     await add_history(
         local_app, ["私の秘密のメッセージ"] * 1 + ["my secret words"], author="hanako", start=1000
     )
-    await SqlUserStore(local_app.db).set_opted_out(
+    await SqlUserStore(local_app.db, plan_forget).set_opted_out(
         "console", "local", "hanako", True, actor="console:hanako"
     )
     total, max_id = await local_app.messages.training_snapshot(REF)

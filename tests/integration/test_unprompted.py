@@ -14,8 +14,8 @@ import pytest
 
 from adapters.console_adapter import ConsoleAdapter
 from bot.app import App, running_app
-from bot.commands import CommandContext
 from bot.config import Settings
+from bot.core.context import CommandContext
 from bot.domain import Author, ChannelRef, ChatMessage, GenerationRequest, GenerationResult
 from bot.ports import TextListener
 
@@ -134,7 +134,7 @@ async def test_only_admins_change_it_and_bad_values_are_refused(
     # Not a per-request setting: /continue refuses it and names the command to use.
     reply = await application.core.on_command(MEMBER, "/continue hello reply_chance=1")
     assert reply.is_error and "/settings set reply_chance" in reply.texts[0]
-    assert (await application.commands.options(REF)).reply_chance == 0.0
+    assert (await application.commands.settings.options(REF)).reply_chance == 0.0
     # Changes are shown with the other settings and audited like them.
     await setting(application, "reply_chance", "0.25")
     shown = (await application.core.on_command(MEMBER, "/settings show")).texts[0]

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bot.app import App, running_app
-from bot.commands import CommandContext
 from bot.config import Settings
+from bot.core.context import CommandContext
 from bot.domain import Author, ChannelRef, strip_voice_tag, voice_tag
 from tests.integration.test_training import QUICK, add_history, corpus
 from tests.integration.test_unprompted import CountingGenerator

@@ -4,9 +4,10 @@ import math
 
 import pytest
 
-from bot.domain import SETTING_SPECS, ChannelRef, SamplingSettings
+from bot.core.text_commands import split_overrides
+from bot.domain import ChannelRef
 from bot.errors import UserError
-from bot.text_commands import split_overrides
+from bot.setting_specs import SETTING_SPECS, SamplingSettings
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.training.finetune import TrainConfig
+from bot.training.run_config import TrainConfig
 
 
 def test_learning_rate_warms_up_then_decays_to_the_floor() -> None:

@@ -47,7 +47,7 @@ async def test_message_text_and_authors_stay_out_of_the_log_at_the_default_level
 
     from bot.domain import Author, ChannelRef, ChatMessage
     from storage.db import open_database
-    from storage.repositories import SqlMessageStore
+    from storage.stores import SqlMessageStore
 
     log_file = tmp_path / "t.log"
     configure_logging("INFO", log_file, [])

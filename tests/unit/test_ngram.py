@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from bot.domain import SamplingSettings
 from bot.generation.ngram import Mixture, TokenNgram
 from bot.generation.sampling import pick_next
+from bot.setting_specs import SamplingSettings
 from bot.training.mixture import best_weight
 
 VOCAB = 12

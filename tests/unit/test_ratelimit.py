@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from bot.engine.ratelimit import RateLimiter
+from bot.core.ratelimit import RateLimiter
 
 
 def test_bursts_up_to_the_limit_then_refills_over_time() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.command_values import (
+from bot.core.command_values import (
     ActivateModel,
     Continue,
     Help,
@@ -15,8 +15,8 @@ from bot.command_values import (
     SetTraining,
     ShowSettings,
 )
+from bot.core.text_commands import parse_command, parse_named
 from bot.errors import UserError
-from bot.text_commands import parse_command, parse_named
 
 
 @pytest.mark.parametrize(

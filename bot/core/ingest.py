@@ -7,9 +7,10 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
 
-from bot.commands import CommandContext, Commands
+from bot.core.context import CommandContext
+from bot.core.replies import Replies
 from bot.domain import ChannelRef, ChatMessage, Reply
-from bot.ports import MessageStore, TextListener, UserStore
+from bot.ports import MessageStore, TextListener
 
 log = logging.getLogger(__name__)
 
@@ -21,14 +22,11 @@ _Change = tuple[str, datetime] | None
 
 
 class Ingest:
-    def __init__(
-        self, messages: MessageStore, commands: Commands, users: UserStore | None = None
-    ) -> None:
+    def __init__(self, messages: MessageStore, replies: Replies) -> None:
         self.messages = messages
-        self.commands = commands
-        self.users = users
+        self.replies = replies
         # A message's edit or deletion can be handled before the message is stored: its
-        # own handling awaits more (the opt-out check), so under load one event overtakes
+        # own handling awaits more (storing it), so under load one event overtakes
         # another, and Slack delivers out of order, or again. Each change is remembered
         # before it is applied, and a message stored after it gets it too: no edit is
         # lost, and no deleted message comes back.
@@ -44,22 +42,20 @@ class Ingest:
         """Stores a person's message (bots, ours included, are never stored: the model
         should learn the channel's people, not itself) and, when it mentions the bot,
         answers with the channel's next message; otherwise sometimes writes it unasked
-        (Commands.unprompted)."""
+        (Replies.unprompted)."""
         if message.is_bot:
             return None
         ref = message.channel
-        opted_out = self.users is not None and await self.users.is_opted_out(
-            ref.platform, ref.workspace, message.author.id
-        )
-        stored = bool(message.text.strip()) and not opted_out and await self.messages.add(message)
+        # The store leaves out a member who opted out (MessageStore.add says False).
+        stored = bool(message.text.strip()) and await self.messages.add(message)
         if stored:
             await self._catch_up(ref, message.external_id)
         ctx = CommandContext(message.channel, message.author, stream=stream)
         if mentions_bot:
-            return await self.commands.reply(ctx)
+            return await self.replies.reply(ctx)
         # A message seen for the first time (not a platform's re-delivery) may get the
         # channel's next message unprompted, by the channel's reply_chance.
-        return await self.commands.unprompted(ctx) if stored else None
+        return await self.replies.unprompted(ctx) if stored else None
 
     async def on_edit(self, ref: ChannelRef, external_id: str, text: str, at: datetime) -> None:
         key = (ref, external_id)

@@ -18,22 +18,14 @@ from typing import Any
 
 from bot import messages as M
 from bot.config import Settings
-from bot.domain import ChannelRef, ChatMessage
-from bot.errors import UserError
-from bot.ports import (
-    ChannelStore,
-    HistorySource,
-    ImportBatch,
-    JobInfo,
-    JobStore,
-    MessageStore,
-    ModelRegistry,
-    Trainer,
-    UserStore,
-    WorkerLost,
-)
-from bot.training.finetune import StepResult
-from bot.training.service import ProgressFn, TrainOptions, TrainOutcome
+from bot.core.background import Background
+from bot.domain import ChannelRef
+from bot.errors import UserError, WorkerLost
+from bot.ports import HistorySource, Stores, Trainer
+from bot.records import ImportBatch, JobInfo
+from bot.statuses import GONE_VERSIONS, JobStatus
+from bot.training.outcome import ProgressFn, TrainOptions, TrainOutcome
+from bot.training.run_config import StepResult
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +45,9 @@ MAX_ATTEMPTS = 3
 
 ProgressFactory = Callable[[JobInfo], ProgressFn | None]
 
+# How a job ended that goes on: its worker died, it is back in the queue and resumes.
+REQUEUED = "requeued"
+
 
 @dataclass(frozen=True)
 class JobResult:
@@ -66,20 +61,13 @@ class JobRunner:
     def __init__(
         self,
         settings: Settings,
-        jobs: JobStore,
+        stores: Stores,
         training: Trainer,
-        channels: ChannelStore,
-        messages: MessageStore,
-        registry: ModelRegistry,
-        users: UserStore | None = None,
     ) -> None:
-        self.users = users
         self.settings = settings
-        self.jobs = jobs
+        self.stores = stores
+        self.jobs = stores.jobs
         self.training = training
-        self.channels = channels
-        self.messages = messages
-        self.registry = registry
         self._wake = asyncio.Event()
         # Called with every finished job's result, on the event loop.
         self.listeners: list[Callable[[JobResult], None]] = []
@@ -90,17 +78,15 @@ class JobRunner:
     async def due_channels(self) -> list[ChannelRef]:
         """Channels with training on and enough new messages since their last version."""
         due = []
-        for ref in await self.channels.training_channels():
+        for ref in await self.stores.channels.training_channels():
             # A version withdrawn because a member opted out, or retired by a reset,
             # does not count: a channel left with none is due again, on its whole
             # history, though nothing new was said.
             versions = [
-                v
-                for v in await self.registry.versions(ref)
-                if v.status not in ("forgotten", "reset")
+                v for v in await self.stores.registry.versions(ref) if v.status not in GONE_VERSIONS
             ]
             last = max((v.last_message_id or 0 for v in versions), default=0)
-            new = await self.messages.count_trainable_after(ref, last)
+            new = await self.stores.messages.count_trainable_after(ref, last)
             if new > 0 and new >= self.settings.nightly_min_new_messages:
                 due.append(ref)
             else:
@@ -168,11 +154,11 @@ class JobRunner:
         """Runs a job to the end, records how it ended and tells the listeners (the
         console says when a better version starts answering). A job this process has not
         claimed is claimed first; one that another process runs is not run here."""
-        if job.status != "running" or job.owner != self.jobs.owner:
+        if job.status != JobStatus.RUNNING or job.owner != self.jobs.owner:
             claimed = await self.jobs.claim(job.id)
             if claimed is None:
                 busy = M.t("training_busy", channel=job.channel)
-                result = JobResult(job, "failed", error=busy)
+                result = JobResult(job, JobStatus.FAILED, error=busy)
                 for listener in self.listeners:
                     listener(result)
                 return result
@@ -207,18 +193,18 @@ class JobRunner:
 
         beat = asyncio.create_task(keep_alive(), name=f"job-{job.id}-heartbeat")
         outcome = None
-        status, error = "succeeded", None
+        status, error = JobStatus.SUCCEEDED, None
         try:
             outcome = await self._work(job, progress)
         except UserError as e:
-            status, error = "failed", e.reason
+            status, error = JobStatus.FAILED, e.reason
         except WorkerLost as e:
             # Taken over meanwhile (lost): the new owner has it; that ends it below.
             if job.attempts < MAX_ATTEMPTS and not lost:
                 beat.cancel()
                 log.warning("job %d (%s %s): %s; queued again", job.id, job.kind, job.channel, e)
                 await self._release(job)
-                return JobResult(job, "requeued", error=str(e))
+                return JobResult(job, REQUEUED, error=str(e))
             log.error(
                 "job %d (%s %s): %s (try %d); failed",
                 job.id,
@@ -227,7 +213,7 @@ class JobRunner:
                 e,
                 job.attempts,
             )
-            status, error = "failed", M.t("internal_error")
+            status, error = JobStatus.FAILED, M.t("internal_error")
         except asyncio.CancelledError:
             beat.cancel()
             if lost and task.uncancel() == 0:
@@ -237,7 +223,9 @@ class JobRunner:
                     job.kind,
                     job.channel,
                 )
-                return JobResult(job, "failed", error=M.t("training_busy", channel=job.channel))
+                return JobResult(
+                    job, JobStatus.FAILED, error=M.t("training_busy", channel=job.channel)
+                )
             # Stopped (Ctrl-C, shutdown): back to the queue, to resume next time.
             await self._release(job)
             raise
@@ -247,13 +235,13 @@ class JobRunner:
             raise
         except Exception:
             log.exception("job %d (%s %s) failed", job.id, job.kind, job.channel)
-            status, error = "failed", M.t("internal_error")
+            status, error = JobStatus.FAILED, M.t("internal_error")
         # The heartbeat stops before the end is recorded (no await in between): a
         # heartbeat after it would find the job no longer running and take that for a
         # take-over.
         beat.cancel()
         if lost and task.uncancel() == 0:  # taken over just as the work ended
-            return JobResult(job, "failed", error=M.t("training_busy", channel=job.channel))
+            return JobResult(job, JobStatus.FAILED, error=M.t("training_busy", channel=job.channel))
         await self.jobs.finish(job.id, status, error)
         return JobResult(job, status, outcome=outcome, error=error)
 
@@ -289,23 +277,17 @@ class JobRunner:
             if not page:
                 return
             # People's words only: no bot posts, and nothing empty (an upload alone).
+            # The store leaves out the members who opted out, as for every import.
             people = [m for m in page if not m.is_bot and m.text.strip()]
-            kept = [m for m in people if not await self._opted_out(m)]
-            if kept:
-                await self.messages.add_batch(ImportBatch(messages=kept))
+            if people:
+                await self.stores.messages.add_batch(ImportBatch(messages=people))
             payload["before"] = page[-1].external_id
             payload["fetched"] = payload.get("fetched", 0) + len(page)
             await self.jobs.set_payload(job.id, payload)
 
-    async def _opted_out(self, message: ChatMessage) -> bool:
-        if self.users is None:
-            return False
-        ref = message.channel
-        return await self.users.is_opted_out(ref.platform, ref.workspace, message.author.id)
-
     def _progress_writer(self, job: JobInfo, also: ProgressFn | None) -> ProgressFn:
         last = 0.0
-        pending: set[asyncio.Task[None]] = set()
+        writes = Background()
 
         def report(step: StepResult, total: int) -> None:
             nonlocal last
@@ -314,11 +296,7 @@ class JobRunner:
             now = time.monotonic()
             if now - last >= PROGRESS_EVERY_S:
                 last = now
-                task = asyncio.get_running_loop().create_task(
-                    self.jobs.set_progress(job.id, step.done)
-                )
-                pending.add(task)
-                task.add_done_callback(pending.discard)
+                writes.start(self.jobs.set_progress(job.id, step.done))
 
         return report
 

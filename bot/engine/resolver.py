@@ -10,7 +10,6 @@ channel's own scratch model once.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from pathlib import Path
 
 from bot.device import Device
@@ -18,18 +17,12 @@ from bot.domain import ChannelRef
 from bot.generation.bases import locate
 from bot.generation.chat_text import clean_message
 from bot.generation.scratch import create_scratch
+from bot.generation.source import ModelSource, scratch_dir
 from bot.generation.spec import ModelSpec
 from bot.ports import MessageStore, ModelRegistry
 
 # How much history a scratch tokenizer is fitted to when a channel first needs one.
 SCRATCH_TOKENIZER_MESSAGES = 50_000
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    name: str  # shown to users: "v3", "scratch:tiny", "rinna/japanese-gpt2-xsmall"
-    location: str  # the directory of the model, or of a LoRA adapter
-    base: str | None = None  # a LoRA adapter's base: the directory of the base model
 
 
 class ModelResolver:
@@ -93,23 +86,3 @@ class ModelResolver:
                 texts = [clean_message(m.text) for m in history]
                 await self.worker.run(create_scratch, directory, spec.scratch_size, texts)
         return directory
-
-
-def scratch_dir(channel_dir: Path, spec: ModelSpec, forget_epoch: int) -> Path:
-    """Where the channel's scratch base of `spec` lives after `forget_epoch` forgettings
-    (a new directory each time, so nothing loaded from an older one is taken for it)."""
-    name = f"scratch-{spec.value}"
-    return channel_dir / (name if forget_epoch == 0 else f"{name}.f{forget_epoch}")
-
-
-def stale_scratch_dirs(channel_dir: Path, forget_epoch: int) -> list[Path]:
-    """The channel's scratch bases (of any size, or half-built) fitted before its
-    latest forgetting: their tokenizers learnt from forgotten messages."""
-    if forget_epoch == 0:
-        return []
-    current = f".f{forget_epoch}"
-    return [
-        path
-        for path in channel_dir.glob("scratch-*")
-        if not path.name.endswith((current, current + ".tmp"))
-    ]

@@ -14,10 +14,9 @@ import logging
 import math
 import os
 import shutil
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import AsyncIterator
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,84 +24,26 @@ from bot import messages as M
 from bot.config import Settings
 from bot.device import Device, Priority
 from bot.domain import ChannelRef, ModelVersionInfo, voice_tag
+from bot.engine.resolver import ModelResolver
 from bot.errors import UserError
-from bot.generation.bases import ADAPTER_CONFIG
-from bot.generation.loading import load_directory, load_tokenizer
-from bot.generation.ngram import Mixture
-from bot.generation.resolver import ModelResolver, stale_scratch_dirs
+from bot.generation.loading import load_tokenizer
+from bot.generation.source import stale_scratch_dirs
 from bot.generation.spec import ModelSpec
-from bot.ports import ChannelStore, MessageStore, ModelRegistry, TrainingText
+from bot.ports import ChannelStore, MessageStore, ModelRegistry
+from bot.records import TrainingText
+from bot.statuses import VersionStatus
 from bot.training.dataset import DatasetInfo, DatasetOptions, build_dataset, read_eval_texts
-from bot.training.evaluation import EvalResult, evaluate_texts
-from bot.training.finetune import FineTune, Method, StepResult, TrainConfig, bf16_supported
+from bot.training.evaluation import EvalResult
+from bot.training.finetune import FineTune, bf16_supported
 from bot.training.markov import MarkovScore, markov_baseline
-from bot.training.plot import LOSS_CURVE, save_loss_curve
-from bot.training.voices import METADATA, VoiceFigure, as_metadata
+from bot.training.outcome import DataForgotten, ProgressFn, TrainOptions, TrainOutcome
+from bot.training.run_config import Method, TrainConfig
+from bot.training.version_files import evaluate_dir, trained_block_size, write_version
 
 log = logging.getLogger(__name__)
 
 MIN_MESSAGES = 2  # one to train on, one to evaluate with
 RUN_DIR = "run"  # the interrupted-or-running run of a channel, resumed on restart
-
-ProgressFn = Callable[[StepResult, int], None]
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """One run's choices: its base, whether it may resume, and the TrainConfig fields
-    it changes (by name; finetune.py's TrainConfig is the one definition of what a run
-    can be told, with its defaults). A job's payload is this, flattened."""
-
-    base: str | None = None  # base model spec; None: TSUZUKI_BASE_MODEL
-    resume: bool = True  # continue an interrupted run of the same settings
-    changes: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        unknown = set(self.changes) - _CONFIG_FIELDS
-        if unknown:
-            raise ValueError(f"not a training setting: {', '.join(sorted(unknown))}")
-
-    @classmethod
-    def of(cls, base: str | None = None, resume: bool = True, **changes: Any) -> TrainOptions:
-        return cls(base, resume, changes)
-
-    def but(self, **changes: Any) -> TrainOptions:
-        """These options with some settings changed."""
-        return replace(self, changes={**self.changes, **changes})
-
-    @classmethod
-    def from_payload(cls, payload: Mapping[str, Any]) -> TrainOptions:
-        """A job's payload: `base`, `resume` and TrainConfig fields; anything else
-        (a backfill's cursor, a field of an older version) is ignored."""
-        changes = {k: v for k, v in payload.items() if k in _CONFIG_FIELDS and v is not None}
-        return cls(payload.get("base"), bool(payload.get("resume", True)), changes)
-
-    def to_payload(self) -> dict[str, Any]:
-        return {"base": self.base, "resume": self.resume, **self.changes}
-
-
-_CONFIG_FIELDS = {f.name for f in fields(TrainConfig)}
-
-
-class DataForgotten(UserError):
-    """A member's messages were forgotten (opt-out) while this run read or trained on
-    them: the version it made is void, and the run starts over on the data as it is."""
-
-
-@dataclass(frozen=True)
-class TrainOutcome:
-    version: ModelVersionInfo
-    promoted: bool
-    reason: str
-    eval: EvalResult  # the new version on the held-out messages
-    start_eval: EvalResult  # the model training started from, on the same messages
-    dataset: DatasetInfo
-    resumed_at_step: int  # 0 for a fresh run
-    tokens_per_second: float
-    # The version that answered before this run, on the same held-out messages (what
-    # the new one had to beat); None for a channel's first version.
-    previous_version: int | None = None
-    previous_bits_per_char: float | None = None
 
 
 class TrainingService:
@@ -187,7 +128,7 @@ class TrainingService:
         markov = await self._markov(run_dir, eval_texts)
 
         # 2. Where we start: the model before training, on the held-out messages.
-        start_eval = await self.worker.run(_evaluate_dir, start, eval_texts, config.block_size)
+        start_eval = await self.worker.run(evaluate_dir, start, eval_texts, config.block_size)
 
         # 3. Fine-tune, one step per device-worker job, so requests queued meanwhile run
         #    between steps rather than after the whole run.
@@ -229,7 +170,7 @@ class TrainingService:
             base_model=str(base),
             method=method,
             path=str(final_dir),
-            status="candidate",
+            status=VersionStatus.CANDIDATE,
             created_at=datetime.now(UTC),
             train_loss=_tail_mean(trainer.state.losses),
             eval_loss=result_eval.loss,
@@ -245,7 +186,8 @@ class TrainingService:
         base_ref = str(base)
         if base.kind == "scratch":
             base_ref = str(await self.resolver.scratch_base(ref, base))
-        await self._write_version(
+        await write_version(
+            self.worker,
             trainer,
             final_dir,
             info,
@@ -270,7 +212,9 @@ class TrainingService:
         seconds = max(trainer.state.seconds, 1e-9)
         return TrainOutcome(
             version=replace(
-                info, status="active" if promoted else "candidate", note=reason or None
+                info,
+                status=VersionStatus.ACTIVE if promoted else VersionStatus.CANDIDATE,
+                note=reason or None,
             ),
             promoted=promoted,
             reason=reason,
@@ -327,8 +271,8 @@ class TrainingService:
             await self._dataset(ref, active.path, work_dir)
             eval_texts = read_eval_texts(work_dir)
             markov = await self._markov(work_dir, eval_texts)
-            block_size = _trained_block_size(Path(active.path))
-            result = await self.worker.run(_evaluate_dir, active.path, eval_texts, block_size)
+            block_size = trained_block_size(Path(active.path))
+            result = await self.worker.run(evaluate_dir, active.path, eval_texts, block_size)
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
         bits = _finite(result.bits_per_char)
@@ -346,66 +290,6 @@ class TrainingService:
         score = await asyncio.to_thread(markov_baseline, train_texts, eval_texts)
         path.write_text(json.dumps(asdict(score)), encoding="utf-8")
         return score
-
-    async def _write_version(
-        self,
-        trainer: FineTune,
-        final_dir: Path,
-        info: ModelVersionInfo,
-        dataset: DatasetInfo,
-        figures: tuple[EvalResult, EvalResult, MarkovScore],
-        base_ref: str,
-        mixture: Mixture,
-        voices: dict[str, VoiceFigure],
-    ) -> None:
-        result_eval, start_eval, markov = figures
-        tmp = final_dir.with_name(final_dir.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        await self.worker.run(trainer.save_version, tmp)
-        await asyncio.to_thread(mixture.save, tmp)
-        adapter_config = tmp / ADAPTER_CONFIG
-        if adapter_config.is_file():
-            config = json.loads(adapter_config.read_text(encoding="utf-8"))
-            config["base_model_name_or_path"] = base_ref
-            adapter_config.write_text(json.dumps(config, indent=2), encoding="utf-8")
-        metadata: dict[str, Any] = {
-            "channel": str(info.channel),
-            "version": info.version,
-            "base_model": info.base_model,
-            "start": trainer.start,
-            **trainer.metadata(),
-            "train_loss": info.train_loss,
-            "eval_loss": result_eval.loss,
-            "eval_perplexity": result_eval.perplexity,
-            "eval_nats_per_char": result_eval.nats_per_char,
-            "eval_bits_per_char": result_eval.bits_per_char,
-            "markov_bits_per_char": markov.bits_per_char,
-            "markov_order": markov.order,
-            "mixture_weight": mixture.weight,
-            "valid_messages": dataset.valid_messages,
-            "start_eval_loss": start_eval.loss,
-            "messages": dataset.messages,
-            "train_messages": dataset.train_messages,
-            "eval_messages": dataset.eval_messages,
-            "created_at": info.created_at.isoformat(),
-            "voices": as_metadata(voices),
-        }
-        (tmp / METADATA).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
-        # Rendering takes about half a second: off the event loop, which must keep
-        # answering the platforms meanwhile.
-        await asyncio.to_thread(
-            partial(
-                save_loss_curve,
-                trainer.state.losses,
-                tmp / LOSS_CURVE,
-                eval_loss=result_eval.loss,
-                start_eval_loss=start_eval.loss,
-                valid=trainer.state.valid_losses,
-                best_step=trainer.state.best_step,
-            )
-        )
-        shutil.rmtree(final_dir, ignore_errors=True)  # a leftover of a crashed registration
-        os.replace(tmp, final_dir)
 
     async def _promote(
         self,
@@ -425,7 +309,7 @@ class TrainingService:
                 active_eval = start[1]  # already measured on these messages
             else:
                 active_eval = await self.worker.run(
-                    _evaluate_dir, active.path, eval_texts, block_size
+                    evaluate_dir, active.path, eval_texts, block_size
                 )
             previous = (active.version, active_eval)
             # `not <=` rather than `>`, so a diverged (NaN) version is never promoted.
@@ -459,7 +343,7 @@ class TrainingService:
         one (files first: a row without files would be worse than files without a row)."""
         versions = await self.registry.versions(ref)
         keep = self.settings.keep_versions
-        removable = [v for v in versions if v.status != "active"]
+        removable = [v for v in versions if v.status != VersionStatus.ACTIVE]
         excess = len(versions) - keep
         for v in removable[: max(0, excess)]:
             shutil.rmtree(v.path, ignore_errors=True)
@@ -479,22 +363,6 @@ def _same_run(run_dir: Path, key: dict[str, Any]) -> bool:
         return bool(json.loads((run_dir / "run.json").read_text(encoding="utf-8")) == key)
     except (OSError, ValueError):
         return False
-
-
-def _evaluate_dir(source: str, texts: list[str], block_size: int) -> EvalResult:
-    """A version (or base) on the texts, with the n-gram mixture it serves with."""
-    loaded = load_directory(Path(source), source)
-    mixture = Mixture.load(Path(source))
-    return evaluate_texts(loaded.model, loaded.tokenizer, texts, block_size, mixture=mixture)
-
-
-def _trained_block_size(version: Path) -> int:
-    """The block size a version was trained with: what its figures are measured in."""
-    try:
-        metadata = json.loads((version / "metadata.json").read_text(encoding="utf-8"))
-        return int(metadata["config"]["block_size"])
-    except (OSError, ValueError, KeyError):
-        return TrainConfig.block_size
 
 
 def _finite(value: float) -> float | None:

@@ -9,23 +9,26 @@ once per missed night, and not never.
 from __future__ import annotations
 
 import logging
+import sys
 from datetime import tzinfo
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import make_url
-
-from storage.db import SQLITE_BUSY_TIMEOUT_MS
+from storage.db import sync_engine
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
     from bot.config import Settings
-    from bot.jobs import JobRunner
+    from bot.core.jobs import JobRunner
 
 log = logging.getLogger(__name__)
 
 NIGHTLY_JOB_ID = "tsuzuki-nightly-retrain"
+# Where schedules stored before the core had a folder of its own find the job function:
+# the job store keeps its reference, `bot.scheduler:nightly_retrain`. start_scheduler
+# points such a job here, so this alias only ever serves the first start after.
+OLD_MODULE = "bot.scheduler"
+sys.modules.setdefault(OLD_MODULE, sys.modules[__name__])
 # Late by up to this much, a missed night still runs (once) when the bot comes back.
 MISFIRE_GRACE_S = 23 * 3600
 
@@ -43,24 +46,6 @@ async def nightly_retrain() -> None:
     log.info("nightly re-finetune queued %d training job(s)", len(queued))
 
 
-def sync_url(async_url: str) -> str:
-    """The job store is synchronous: the same database through a sync driver."""
-    url = make_url(async_url)
-    driver = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg"}[url.get_backend_name()]
-    return url.set(drivername=driver).render_as_string(hide_password=False)
-
-
-def _job_store_engine(url: str) -> Any:
-    engine = create_engine(url, pool_pre_ping=True)
-    if engine.dialect.name == "sqlite":
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-
-    return engine
-
-
 def _timezone(name: str) -> tzinfo:
     from zoneinfo import ZoneInfo
 
@@ -75,7 +60,7 @@ def build_scheduler(settings: Settings, runner: JobRunner) -> AsyncIOScheduler:
 
     global _runner
     _runner = runner
-    store = SQLAlchemyJobStore(engine=_job_store_engine(sync_url(settings.resolved_database_url)))
+    store = SQLAlchemyJobStore(engine=sync_engine(settings.resolved_database_url))
     return AsyncIOScheduler(
         jobstores={"default": store},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE_S},
@@ -97,6 +82,9 @@ def start_scheduler(scheduler: AsyncIOScheduler, settings: Settings) -> None:
     trigger = CronTrigger(hour=hour, minute=minute, timezone=scheduler.timezone)
     scheduler.start(paused=True)
     existing = scheduler.get_job(NIGHTLY_JOB_ID)
+    if existing is not None and existing.func_ref.startswith(OLD_MODULE + ":"):
+        # Its next run time stays as stored: a missed night still runs once.
+        existing = scheduler.modify_job(NIGHTLY_JOB_ID, func=nightly_retrain)
     if existing is None or repr(existing.trigger) != repr(trigger):
         scheduler.add_job(
             nightly_retrain,

@@ -9,15 +9,18 @@ with the PNG's path); the job runner never waits for a platform.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
 from bot import messages as M
-from bot.commands import NOTICES_TO, loss_curve, quality_fields
-from bot.domain import ChannelOptions, ChannelRef, Notice
-from bot.jobs import JobResult
+from bot.core.background import Background
+from bot.core.jobs import JobResult
+from bot.core.presentation import figure, loss_curve, quality_fields
+from bot.core.settings_commands import NOTICES_TO
+from bot.domain import ChannelRef, Notice
 from bot.ports import ChannelStore
+from bot.setting_specs import ChannelOptions
+from bot.statuses import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -26,31 +29,24 @@ log = logging.getLogger(__name__)
 NoticeSink = Callable[[Notice], Awaitable[None]]
 
 
-def _bits(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}"
-
-
 class Notifier:
     def __init__(self, channels: ChannelStore) -> None:
         self.channels = channels
         # platform name → where its notices go; a platform not connected has none.
         self.sinks: dict[str, NoticeSink] = {}
-        self._pending: set[asyncio.Task[None]] = set()
+        self._delivering = Background()
 
     def on_result(self, result: JobResult) -> None:
         """A job runner listener: delivers the run's notices in the background."""
         if result.job.kind != "train" or result.job.channel is None:
             return
-        if result.status not in ("succeeded", "failed"):
+        if result.status not in (JobStatus.SUCCEEDED, JobStatus.FAILED):
             return  # requeued: the run goes on elsewhere and ends there
-        task = asyncio.get_running_loop().create_task(self._deliver(result))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._delivering.start(self._deliver(result))
 
     async def drain(self) -> None:
         """Waits for the notices on their way (tests, shutdown)."""
-        while self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
+        await self._delivering.drain()
 
     async def notices_for(self, result: JobResult) -> list[Notice]:
         """What the run's end tells the channel: nothing unless its notices are on."""
@@ -99,7 +95,7 @@ def promoted_notice(ref: ChannelRef, result: JobResult) -> Notice:
         previous = M.t(
             "notice_previous",
             version=outcome.previous_version,
-            bits=_bits(outcome.previous_bits_per_char),
+            bits=figure(outcome.previous_bits_per_char),
         )
     else:
         previous = M.t("notice_first")

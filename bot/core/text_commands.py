@@ -10,24 +10,9 @@ import re
 import shlex
 
 from bot import messages as M
-from bot.command_values import (
-    ActivateModel,
-    Command,
-    Continue,
-    Help,
-    ListModels,
-    QueueTraining,
-    ResetModels,
-    ResetSetting,
-    RollbackModel,
-    SetOptOut,
-    SetSetting,
-    SetTraining,
-    SetVoice,
-    ShowSettings,
-)
-from bot.domain import SETTING_ALIASES, SETTING_SPECS
+from bot.core import command_values as cmd
 from bot.errors import UserError
+from bot.setting_specs import SETTING_ALIASES, SETTING_SPECS
 
 _OVERRIDE = re.compile(r"^([a-z_]+)=(\S+)$")
 # `as:` and a mention: Slack's <@U123> or <@U123|name>, Discord's <@123> or <@!123>, or a
@@ -65,67 +50,81 @@ def split_options(text: str) -> tuple[str, dict[str, str], str | None]:
     return " ".join(words).strip(), overrides, voice
 
 
-def parse_command(line: str) -> Command:
+def parse_command(line: str) -> cmd.Command:
     """A typed line ('/settings set temperature 0.7') as a command value; UserError
     with the usage when it is not one."""
     name, _, rest = line.strip().lstrip("/").partition(" ")
     return parse_named(name, rest)
 
 
-def parse_named(name: str, rest: str) -> Command:
+def parse_named(name: str, rest: str) -> cmd.Command:
     """A command whose name the platform already split off (Slack's `/continue` carries
     only the text after it)."""
     name = name.lower()
     if name == "continue":
         prompt, overrides, voice = split_options(rest)
-        return Continue(prompt, overrides, voice)
+        return cmd.Continue(prompt, overrides, voice)
     if name == "voice":
         match rest.strip().lower():
             case "":
-                return SetVoice()
+                return cmd.SetVoice()
             case "on" | "off" as word:
-                return SetVoice(word == "on")
+                return cmd.SetVoice(word == "on")
         raise UserError(M.t("voice_usage"))
     if name == "settings":
         return _settings(rest)
     if name == "models":
-        return _models(rest.split())
-    if name == "training" and rest.strip() in ("on", "off"):
-        return SetTraining(rest.strip() == "on")
+        return parse_models(rest.split())
+    if name == "training":
+        return parse_training(rest.split())
     if name == "train":
-        return QueueTraining()
+        return cmd.QueueTraining()
     if name in ("optout", "optin"):
-        return SetOptOut(name == "optout")
+        return cmd.SetOptOut(name == "optout")
     if name == "help":
-        return Help()
+        return cmd.Help()
     raise UserError(M.t("unknown_command", name="/" + name))
 
 
-def _models(args: list[str]) -> Command:
+def parse_training(args: list[str]) -> cmd.Command:
+    """`training on|off`, as words."""
+    match args:
+        case ["on" | "off" as word]:
+            return cmd.SetTraining(word == "on")
+    raise UserError(M.t("unknown_command", name="/training"))
+
+
+def parse_models(args: list[str]) -> cmd.Command:
+    """`models [list | activate N | rollback | reset [confirm]]`, as words."""
     match args:
         case [] | ["list"]:
-            return ListModels()
+            return cmd.ListModels()
         case ["activate", version]:
-            return ActivateModel(version)
+            return cmd.ActivateModel(version)
         case ["rollback"]:
-            return RollbackModel()
+            return cmd.RollbackModel()
         case ["reset"]:
-            return ResetModels()
+            return cmd.ResetModels()
         case ["reset", "confirm"]:
-            return ResetModels(confirmed=True)
+            return cmd.ResetModels(confirmed=True)
     raise UserError(M.t("models_usage"))
 
 
-def _settings(rest: str) -> Command:
+def _settings(rest: str) -> cmd.Command:
     try:
         args = shlex.split(rest)
     except ValueError:
         raise UserError(M.t("settings_usage")) from None
+    return parse_settings(args)
+
+
+def parse_settings(args: list[str]) -> cmd.Command:
+    """`settings [show | set KEY VALUE | reset KEY]`, as words."""
     match args:
         case [] | ["show"]:
-            return ShowSettings()
+            return cmd.ShowSettings()
         case ["set", key, value]:
-            return SetSetting(key, value)
+            return cmd.SetSetting(key, value)
         case ["reset", key]:
-            return ResetSetting(key)
+            return cmd.ResetSetting(key)
     raise UserError(M.t("settings_usage"))

@@ -12,22 +12,22 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 from bot import messages as M
-from bot.command_values import Command
-from bot.commands import CommandContext, Commands
+from bot.core.command_values import Command
+from bot.core.commands import Commands
+from bot.core.context import CommandContext
+from bot.core.ingest import Ingest
+from bot.core.text_commands import parse_command, parse_named
 from bot.domain import ChannelRef, ChatMessage, Reply
 from bot.errors import UserError
-from bot.ingest import Ingest
-from bot.ports import MessageStore, TextListener
-from bot.text_commands import parse_command, parse_named
+from bot.ports import TextListener
 
 log = logging.getLogger(__name__)
 
 
 class Core:
-    def __init__(self, commands: Commands, ingest: Ingest, messages: MessageStore) -> None:
+    def __init__(self, commands: Commands, ingest: Ingest) -> None:
         self.commands = commands
         self.ingest = ingest
-        self.messages = messages
 
     async def on_message(
         self,
@@ -46,7 +46,7 @@ class Core:
         self, ctx: CommandContext, command: Command | str, *, named: str | None = None
     ) -> Reply:
         """Runs a command value, or a line as typed ('/settings set top_k 40'), which
-        goes through the one parser (bot/text_commands.py) first. `named`: the
+        goes through the one parser (bot/core/text_commands.py) first. `named`: the
         platform already split the command's name off (Slack's `/continue <text>`)."""
 
         async def run() -> Reply:

@@ -13,32 +13,16 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from bot.domain import ChannelRef, ChatMessage, Notice
+from bot.ports import PlatformAdapter
 
 log = logging.getLogger(__name__)
 
 # How long a notice waits for its platform to be connected before it is dropped.
 NOTICE_WAIT_S = 120.0
-
-
-class Platform(Protocol):
-    """What the supervisor needs of a platform adapter."""
-
-    ready: asyncio.Event  # set once connected and serving
-
-    async def run(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def fetch_history(
-        self, ref: ChannelRef, before: str | None, limit: int
-    ) -> list[ChatMessage]: ...
-
-    async def post_notice(self, notice: Notice) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -74,7 +58,7 @@ class Supervisor:
     def __init__(
         self,
         name: str,
-        build: Callable[[], Platform],
+        build: Callable[[], PlatformAdapter],
         metrics: PlatformMetrics,
         backoff: Backoff | None = None,
     ) -> None:
@@ -82,7 +66,7 @@ class Supervisor:
         self.build = build
         self.metrics = metrics
         self.backoff = backoff or Backoff()
-        self.current: Platform | None = None
+        self.current: PlatformAdapter | None = None
         self.state = "starting"  # starting | up | down (retrying) | stopped
         self.failures = 0  # in a row
         self.last_error = ""
@@ -120,7 +104,7 @@ class Supervisor:
             self.state = "stopped"
             self._set_down()
 
-    async def _mark_up_when_ready(self, adapter: Platform) -> None:
+    async def _mark_up_when_ready(self, adapter: PlatformAdapter) -> None:
         await adapter.ready.wait()
         self.state = "up"
         self.metrics.up.labels(self.name).set(1)
@@ -132,7 +116,7 @@ class Supervisor:
         self._up.clear()
 
     @staticmethod
-    async def _close_quietly(adapter: Platform) -> None:
+    async def _close_quietly(adapter: PlatformAdapter) -> None:
         try:
             await adapter.close()
         except Exception:

@@ -1,0 +1,290 @@
+"""Messages: stored (live or imported in bulk), edited, deleted, and read back for
+replies and for training, never with the text of members who opted out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, case, delete, func, or_, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.domain import Author, ChannelRef, ChatMessage
+from bot.records import ImportBatch, ImportCounts, TrainingText
+from storage.db import Database
+from storage.models import Message, User, VoiceConsent
+from storage.stores.message_bulk import bulk_insert
+from storage.stores.rows import (
+    BULK_CHUNK,
+    as_utc,
+    channel_id_query,
+    ensure_channel,
+    ensure_workspace,
+    insert,
+    new_user,
+)
+
+# Rows per driver call in add_batch: few enough calls to cost nothing, and a progress
+# report after each.
+_IMPORT_CHUNK = 10_000
+
+
+def _group_batch(
+    messages: list[ChatMessage],
+) -> tuple[dict[ChannelRef, list[ChatMessage]], dict[tuple[str, str], dict[str, Author]]]:
+    """Each channel's messages in batch order, and each (platform, workspace)'s
+    authors by external id (the last one seen wins, as it names the user)."""
+    groups: dict[ChannelRef, list[ChatMessage]] = {}
+    authors: dict[tuple[str, str], dict[str, Author]] = {}
+    ref: ChannelRef | None = None
+    group: list[ChatMessage] = []
+    seen: dict[str, Author] = {}
+    for m in messages:
+        # Parsers share one ChannelRef object per channel: the lookups run once per
+        # run of messages, not once per message.
+        if m.channel is not ref:
+            ref = m.channel
+            group = groups.setdefault(ref, [])
+            seen = authors.setdefault((ref.platform, ref.workspace), {})
+        group.append(m)
+        seen[m.author.id] = m.author
+    return groups, authors
+
+
+class SqlMessageStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def add(self, message: ChatMessage) -> bool:
+        batch = ImportBatch(messages=[message])
+        counts = await self.add_batch(batch)
+        return counts[message.channel].imported == 1
+
+    async def add_batch(
+        self, batch: ImportBatch, progress: Callable[[int, int], None] | None = None
+    ) -> dict[ChannelRef, ImportCounts]:
+        """Stores every message of the batch in one transaction: all or nothing.
+        Messages already stored (same channel and external id) are counted as
+        duplicates and left as they are. `progress`, when given, is called with
+        (messages handled, messages in the batch) as the rows go in."""
+        groups, authors = _group_batch(batch.messages)
+        refs = sorted(set(groups) | set(batch.channel_names))
+        done, total = 0, len(batch.messages)
+        result: dict[ChannelRef, ImportCounts] = {}
+        async with self.db.write() as session:
+            channel_ids: dict[ChannelRef, int] = {}
+            for ref in refs:
+                channel = await ensure_channel(session, ref, batch.channel_names.get(ref, ""))
+                channel_ids[ref] = channel.id
+            user_ids = await self._ensure_users(session, authors)
+            opted_out = await self._opted_out(
+                session, {uid for ids in user_ids.values() for uid in ids.values()}
+            )
+            store_rows = bulk_insert(session)
+            for ref in refs:
+                messages = groups.get(ref, [])
+                ids = user_ids.get((ref.platform, ref.workspace), {})
+                kept = [m for m in messages if ids[m.author.id] not in opted_out]
+                imported = 0
+                for start in range(0, len(kept), _IMPORT_CHUNK):
+                    chunk = kept[start : start + _IMPORT_CHUNK]
+                    imported += await store_rows(session, channel_ids[ref], chunk, ids)
+                    if progress is not None:
+                        progress(done + start + len(chunk), total)
+                done += len(messages)
+                result[ref] = ImportCounts(
+                    imported=imported,
+                    duplicates=len(kept) - imported,
+                    opted_out=len(messages) - len(kept),
+                )
+        if progress is not None:
+            progress(total, total)
+        return result
+
+    @staticmethod
+    async def _opted_out(session: AsyncSession, user_ids: set[int]) -> set[int]:
+        """Which of these users opted out (their text is never stored again)."""
+        found: set[int] = set()
+        ids = sorted(user_ids)
+        for start in range(0, len(ids), BULK_CHUNK):
+            found.update(
+                await session.scalars(
+                    select(User.id).where(
+                        User.id.in_(ids[start : start + BULK_CHUNK]), User.opted_out.is_(True)
+                    )
+                )
+            )
+        return found
+
+    @staticmethod
+    async def _ensure_users(
+        session: AsyncSession, wanted: dict[tuple[str, str], dict[str, Author]]
+    ) -> dict[tuple[str, str], dict[str, int]]:
+        """(platform, workspace) → user external id → users.id, creating missing users."""
+        ids: dict[tuple[str, str], dict[str, int]] = {}
+        for (platform, workspace), authors in wanted.items():
+            ws_id = await ensure_workspace(session, platform, workspace)
+            rows = [new_user(ws_id, a.id, a.name, a.is_bot) for a in authors.values()]
+            for start in range(0, len(rows), BULK_CHUNK):
+                await session.execute(
+                    insert(session, User)
+                    .values(rows[start : start + BULK_CHUNK])
+                    .on_conflict_do_nothing()
+                )
+            found = ids[platform, workspace] = {}
+            external = list(authors)
+            for start in range(0, len(external), BULK_CHUNK):
+                rows_found = await session.execute(
+                    select(User.external_id, User.id).where(
+                        User.workspace_id == ws_id,
+                        User.external_id.in_(external[start : start + BULK_CHUNK]),
+                    )
+                )
+                for ext, uid in rows_found:
+                    found[ext] = uid
+        return ids
+
+    async def edit(self, ref: ChannelRef, external_id: str, text: str, at: datetime) -> bool:
+        async with self.db.write() as session:
+            res = await session.execute(
+                update(Message)
+                .where(
+                    Message.channel_id == channel_id_query(ref),
+                    Message.external_id == external_id,
+                    # An edit older than the stored one (late, or delivered again) is stale.
+                    or_(Message.edited_at.is_(None), Message.edited_at <= as_utc(at)),
+                )
+                .values(text=text, edited_at=as_utc(at))
+            )
+            return bool(res.rowcount)  # type: ignore[attr-defined]
+
+    async def delete(self, ref: ChannelRef, external_ids: Sequence[str]) -> int:
+        async with self.db.write() as session:
+            res = await session.execute(
+                delete(Message).where(
+                    Message.channel_id == channel_id_query(ref),
+                    Message.external_id.in_(list(external_ids)),
+                )
+            )
+            return int(res.rowcount)  # type: ignore[attr-defined]
+
+    async def recent(self, ref: ChannelRef, limit: int) -> list[ChatMessage]:
+        if limit <= 0:
+            return []
+        async with self.db.read() as session:
+            rows = (
+                await session.execute(
+                    select(Message, User)
+                    .outerjoin(User, Message.author_id == User.id)
+                    .where(
+                        Message.channel_id == channel_id_query(ref),
+                        # A reply's context never quotes a member who opted out.
+                        or_(User.id.is_(None), User.opted_out.is_(False)),
+                    )
+                    .order_by(Message.created_at.desc(), Message.id.desc())
+                    .limit(limit)
+                )
+            ).all()
+        out = [
+            ChatMessage(
+                channel=ref,
+                external_id=msg.external_id,
+                author=Author(
+                    id=user.external_id if user else "",
+                    name=user.display_name if user else "",
+                    is_bot=msg.is_bot,
+                ),
+                text=msg.text,
+                created_at=as_utc(msg.created_at),
+                edited_at=as_utc(msg.edited_at) if msg.edited_at else None,
+            )
+            for msg, user in rows
+        ]
+        out.reverse()
+        return out
+
+    async def count(self, ref: ChannelRef) -> int:
+        async with self.db.read() as session:
+            n = await session.scalar(
+                select(func.count())
+                .select_from(Message)
+                .where(Message.channel_id == channel_id_query(ref))
+            )
+            return int(n or 0)
+
+    @staticmethod
+    def _trainable(ref: ChannelRef, max_id: int | None = None) -> list[Any]:
+        """Messages a model may learn from: people's (not bots'), and never those of
+        users who opted out."""
+        conditions = [
+            Message.channel_id == channel_id_query(ref),
+            Message.is_bot.is_(False),
+            or_(User.id.is_(None), User.opted_out.is_(False)),
+        ]
+        if max_id is not None:
+            conditions.append(Message.id <= max_id)
+        return conditions
+
+    async def training_snapshot(self, ref: ChannelRef) -> tuple[int, int]:
+        """(how many trainable messages, the newest message id): a run reads exactly
+        these, however many messages arrive while it prepares its data."""
+        async with self.db.read() as session:
+            row = (
+                await session.execute(
+                    select(func.count(), func.max(Message.id))
+                    .select_from(Message)
+                    .outerjoin(User, Message.author_id == User.id)
+                    .where(*self._trainable(ref))
+                )
+            ).one()
+            return int(row[0] or 0), int(row[1] or 0)
+
+    async def count_trainable_after(self, ref: ChannelRef, after_id: int) -> int:
+        """Trainable messages stored after message `after_id` (0: all of them)."""
+        async with self.db.read() as session:
+            n = await session.scalar(
+                select(func.count())
+                .select_from(Message)
+                .outerjoin(User, Message.author_id == User.id)
+                .where(*self._trainable(ref), Message.id > after_id)
+            )
+            return int(n or 0)
+
+    async def iter_training_texts(
+        self, ref: ChannelRef, max_id: int, page_size: int = 5000
+    ) -> AsyncIterator[list[TrainingText]]:
+        """Pages of (author name, text, voice), oldest first, up to message `max_id`;
+        voice is the author's user id when they turned `/voice on` in this channel.
+        Keyset pagination keeps each query cheap and memory flat on channels of
+        millions."""
+        after: tuple[Any, int] | None = None
+        while True:
+            query = (
+                select(
+                    Message.created_at,
+                    Message.id,
+                    User.display_name,
+                    Message.text,
+                    case((VoiceConsent.id.is_not(None), User.external_id), else_=""),
+                )
+                .outerjoin(User, Message.author_id == User.id)
+                .outerjoin(
+                    VoiceConsent,
+                    and_(
+                        VoiceConsent.user_id == Message.author_id,
+                        VoiceConsent.channel_id == Message.channel_id,
+                    ),
+                )
+                .where(*self._trainable(ref, max_id))
+                .order_by(Message.created_at, Message.id)
+                .limit(page_size)
+            )
+            if after is not None:
+                query = query.where(tuple_(Message.created_at, Message.id) > tuple_(*after))
+            async with self.db.read() as session:
+                rows = (await session.execute(query)).all()
+            if not rows:
+                return
+            yield [(name or "", text, voice or "") for _, _, name, text, voice in rows]
+            after = (rows[-1][0], rows[-1][1])
