@@ -24,9 +24,8 @@ async def until(condition, within: float = 10.0) -> None:  # type: ignore[no-unt
         await asyncio.sleep(0.05)
 
 
-async def test_a_missed_night_runs_once_and_the_store_holds_one_row(
-    app: App, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def nightly_runs(app: App, monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
+    """When the nightly job ran (it queues nothing here)."""
     calls: list[datetime] = []
 
     async def queue_due_training() -> list[object]:
@@ -34,6 +33,13 @@ async def test_a_missed_night_runs_once_and_the_store_holds_one_row(
         return []
 
     monkeypatch.setattr(app.runner, "queue_due_training", queue_due_training)
+    return calls
+
+
+async def test_a_missed_night_runs_once_and_the_store_holds_one_row(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = nightly_runs(app, monkeypatch)
     first = build_scheduler(app.settings, app.runner)
     start_scheduler(first, app.settings)
     # The bot goes down before 03:00 and misses it: the stored next run is now past.
@@ -64,13 +70,7 @@ async def test_a_missed_night_runs_once_and_the_store_holds_one_row(
 async def test_a_schedule_stored_before_the_core_moved_still_runs_its_missed_night(
     app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: list[datetime] = []
-
-    async def queue_due_training() -> list[object]:
-        calls.append(datetime.now(UTC))
-        return []
-
-    monkeypatch.setattr(app.runner, "queue_due_training", queue_due_training)
+    calls = nightly_runs(app, monkeypatch)
     old = build_scheduler(app.settings, app.runner)
     start_scheduler(old, app.settings)
     old.pause()
