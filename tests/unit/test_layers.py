@@ -13,6 +13,7 @@ training → engine → ports, fails here.
 from __future__ import annotations
 
 import ast
+import functools
 from collections import Counter
 from pathlib import Path
 
@@ -77,7 +78,8 @@ def _module_name(rel: str) -> str:
     return name.removesuffix(".__init__")
 
 
-def _imports(path: Path) -> set[str]:
+@functools.cache
+def _imports(path: Path) -> frozenset[str]:
     """Every module the file imports, anywhere in it (a function's lazy import and a
     TYPE_CHECKING block count too: both are arrows of the structure)."""
     names: set[str] = set()
@@ -88,7 +90,7 @@ def _imports(path: Path) -> set[str]:
             names.add(node.module)
             # `from bot.core import entry` imports the module bot.core.entry.
             names.update(f"{node.module}.{a.name}" for a in node.names)
-    return names
+    return frozenset(names)
 
 
 def _rank(rel: str) -> int:
@@ -98,17 +100,18 @@ def _rank(rel: str) -> int:
     raise AssertionError(f"{rel} is in no layer: add it to LAYERS")
 
 
+def _paths() -> dict[str, str]:
+    """Module name → its path."""
+    return {_module_name(_rel(p)): _rel(p) for p in _modules()}
+
+
 def _graph() -> dict[str, set[str]]:
     """Module → the project's modules it imports."""
-    paths = {_module_name(_rel(p)): _rel(p) for p in _modules()}
+    paths = _paths()
     return {
         name: {i for i in _imports(ROOT / rel) if i in paths and i != name}
         for name, rel in paths.items()
     }
-
-
-def _paths() -> dict[str, str]:
-    return {_module_name(_rel(p)): _rel(p) for p in _modules()}
 
 
 def test_every_module_is_in_a_layer() -> None:
