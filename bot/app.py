@@ -31,7 +31,7 @@ from bot.core.supervisor import Backoff, PlatformMetrics, Supervisor
 from bot.domain import ChannelRef
 from bot.engine.generator import LocalGenerator
 from bot.engine.local import LocalEngine
-from bot.engine.parts import SqlStores, model_parts
+from bot.engine.parts import SqlStores, live_counts, model_parts
 from bot.engine.resolver import ModelResolver
 from bot.engine.training_runs import TrainingService
 from bot.engine.worker import DeviceWorker
@@ -212,7 +212,9 @@ async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
     )
     parts = model_parts(settings, stores, worker)
     resolver, training = parts.resolver, parts.training
-    engine: Engine = overrides.get("engine") or await _engine(settings, resolver, worker, training)
+    engine: Engine = overrides.get("engine") or await _engine(
+        settings, stores, resolver, worker, training
+    )
     generator: TextGenerator = overrides.get("generator") or engine
     runner = JobRunner(settings, stores, engine)
     commands = Commands(
@@ -261,7 +263,11 @@ async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
 
 
 async def _engine(
-    settings: Settings, resolver: ModelResolver, worker: DeviceWorker, training: TrainingService
+    settings: Settings,
+    stores: SqlStores,
+    resolver: ModelResolver,
+    worker: DeviceWorker,
+    training: TrainingService,
 ) -> Engine:
     if settings.engine == "ray":
         # Imported only here: Ray is an extra (`pip install tsuzuki[ray]`).
@@ -272,6 +278,7 @@ async def _engine(
         resolver,
         worker,
         ModelCache(settings.model_cache_mb * 2**20, int8=settings.serve_int8),
+        live=live_counts(settings, stores),
         stream_interval_s=settings.stream_interval_ms / 1000,
     )
     return LocalEngine(generator, training)

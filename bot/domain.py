@@ -120,6 +120,10 @@ class GenerationRequest:
     mode: Literal["continue", "reply"] = "continue"
     prompt: str = ""
     context: tuple[str, ...] = ()
+    # The leak guard's thresholds, the channel's (ChannelOptions): a stored message of
+    # `verbatim_whole` characters never comes back whole, nor `verbatim_run` of one.
+    verbatim_whole: int = 20
+    verbatim_run: int = 32
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,10 @@ class ModelVersionInfo:
     last_message_id: int | None = None  # newest message it was trained on
     eval_bits_per_char: float | None = None  # held out, the channel's newest messages
     markov_bits_per_char: float | None = None  # the channel's Markov chain, same messages
+    # The live figures: each held-out message scored after every message before it was
+    # learnt (the counts live, the network frozen), the chain's likewise.
+    live_bits_per_char: float | None = None
+    live_markov_bits_per_char: float | None = None
 
 
 @dataclass(frozen=True)

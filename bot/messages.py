@@ -93,12 +93,12 @@ CATALOG: dict[str, dict[Locale, str]] = {
         "ja": "{channel} のモデルバージョン:",
     },
     "models_line": {
-        "en": "v{version} {status} — {bits} bits/char (the channel's Markov chain: {markov}), base {base}, {method}, eval loss {eval_loss}, created {created}",
-        "ja": "v{version} {status} — {bits} ビット/文字（このチャンネルのマルコフ連鎖: {markov}）、ベース {base}、{method}、評価損失 {eval_loss}、作成 {created}",
+        "en": "v{version} {status} — {bits} bits/char (the channel's Markov chain: {markov}; live {live} vs {live_markov}), base {base}, {method}, eval loss {eval_loss}, created {created}",
+        "ja": "v{version} {status} — {bits} ビット/文字（このチャンネルのマルコフ連鎖: {markov}、ライブ {live} 対 {live_markov}）、ベース {base}、{method}、評価損失 {eval_loss}、作成 {created}",
     },
     "quality_line": {
-        "en": "v{version}: {bits} bits/char — the channel's Markov chain: {markov}{ratio} (held-out messages; lower is better)",
-        "ja": "v{version}: {bits} ビット/文字 — このチャンネルのマルコフ連鎖: {markov}{ratio}（評価用の最新メッセージで測定、小さいほど良い）",
+        "en": "v{version}: {bits} bits/char — the channel's Markov chain: {markov}{ratio}; live, learning every message at once: {live} against {live_markov}{live_ratio} (held-out messages; lower is better)",
+        "ja": "v{version}: {bits} ビット/文字 — このチャンネルのマルコフ連鎖: {markov}{ratio}、すべてのメッセージをその場で学ぶライブ値: {live} 対 {live_markov}{live_ratio}（評価用の最新メッセージで測定、小さいほど良い）",
     },
     "version_promoted": {
         "en": "A better model now answers: {line}",
@@ -303,8 +303,8 @@ CATALOG: dict[str, dict[Locale, str]] = {
         "ja": "v{version} の損失曲線を添付しました。",
     },
     "notice_promoted": {
-        "en": "📈 v{version} of this channel's model answers from now on: {bits} bits/char on the newest messages (the channel's Markov chain: {markov}; {previous}). Lower is better. Its loss curve:",
-        "ja": "📈 このチャンネルのモデル v{version} に切り替わりました: 最新メッセージで {bits} ビット/文字（このチャンネルのマルコフ連鎖: {markov}、{previous}）。小さいほど良い値です。損失曲線:",
+        "en": "📈 v{version} of this channel's model answers from now on: {bits} bits/char on the newest messages (the channel's Markov chain: {markov}; {previous}); learning every message at once, {live} against the chain's {live_markov}. Lower is better. Its loss curve:",
+        "ja": "📈 このチャンネルのモデル v{version} に切り替わりました: 最新メッセージで {bits} ビット/文字（このチャンネルのマルコフ連鎖: {markov}、{previous}）。すべてのメッセージをその場で学ぶと {live}、マルコフ連鎖は {live_markov}。小さいほど良い値です。損失曲線:",
     },
     "notice_previous": {
         "en": "v{version} before it: {bits}",

@@ -18,7 +18,15 @@ from bot.domain import (
     Notice,
 )
 from bot.processes import JobOwner
-from bot.records import ChannelInfo, ImportBatch, ImportCounts, JobInfo, TrainingText
+from bot.records import (
+    ChannelInfo,
+    ImportBatch,
+    ImportCounts,
+    JobInfo,
+    LiveFingerprint,
+    LiveRow,
+    TrainingText,
+)
 from bot.statuses import JobStatus
 
 if TYPE_CHECKING:
@@ -72,6 +80,23 @@ class MessageStore(Protocol):
         the author's user id when they turned `/voice on` in the channel, else ""."""
         ...
 
+    async def live_fingerprint(self, ref: ChannelRef, upto: int | None) -> LiveFingerprint:
+        """Count, newest id, sum of ids, newest edit of the trainable messages."""
+        ...
+
+    async def live_rows(
+        self,
+        ref: ChannelRef,
+        *,
+        upto: int | None,
+        newest: int,
+        after_id: int = 0,
+        edited_after: datetime | None = None,
+        ids: Sequence[int] | None = None,
+    ) -> list[LiveRow]: ...
+
+    async def live_ids(self, ref: ChannelRef, upto: int | None) -> list[int]: ...
+
 
 class UserStore(Protocol):
     async def set_opted_out(
@@ -115,7 +140,12 @@ class ModelRegistry(Protocol):
     async def set_note(self, ref: ChannelRef, version: int, note: str) -> None: ...
 
     async def set_quality(
-        self, ref: ChannelRef, version: int, bits_per_char: float | None, markov: float | None
+        self,
+        ref: ChannelRef,
+        version: int,
+        bits_per_char: float | None,
+        markov: float | None,
+        live: tuple[float | None, float | None] = (None, None),
     ) -> None: ...
 
     async def remove(self, ref: ChannelRef, version: int) -> None: ...

@@ -20,6 +20,28 @@ TrainingText = tuple[str, str, str]
 
 
 @dataclass(frozen=True)
+class LiveRow:
+    """One trainable message as the live counts read it."""
+
+    id: int
+    author: str  # display name
+    text: str
+    voice: str  # the author's user id when they lent the channel their voice, else ""
+
+
+@dataclass(frozen=True)
+class LiveFingerprint:
+    """What the live counts compare to know whether a channel's trainable messages
+    changed: a new message raises `newest`, a delete or an opt-out changes `count`
+    and `id_sum`, an edit raises `edited`."""
+
+    count: int
+    newest: int
+    id_sum: int
+    edited: datetime | None
+
+
+@dataclass(frozen=True)
 class ChannelInfo:
     id: int
     ref: ChannelRef

@@ -188,6 +188,24 @@ SETTING_SPECS: dict[str, SettingSpec] = {
             "seconds at least between two unprompted messages",
             scope="channel",
         ),
+        # The leak guard (bot/generation/verbatim.py). Channel scope: nobody can turn it
+        # off for one request by typing `verbatim_run=1000`.
+        SettingSpec(
+            "verbatim_whole",
+            int,
+            8,
+            100_000,
+            "a member's stored message this long or longer never comes back whole",
+            scope="channel",
+        ),
+        SettingSpec(
+            "verbatim_run",
+            int,
+            16,
+            100_000,
+            "a reply never copies this many characters of one stored message",
+            scope="channel",
+        ),
     )
 }
 
@@ -248,6 +266,8 @@ class ChannelOptions:
     notices: bool = False  # post a notice when a new version answers
     reply_chance: float = 0.0  # chance of an unprompted reply after a member's message
     reply_cooldown: int = 600  # seconds at least between two unprompted replies
+    verbatim_whole: int = 20  # stored messages this long never come back whole
+    verbatim_run: int = 32  # nor does a run this long of one
 
     @classmethod
     def from_stored(cls, stored: Mapping[str, object]) -> ChannelOptions:

@@ -149,6 +149,8 @@ class ModelVersion(Base):
     # Markov chain on the same messages (the bots Tsuzuki replaces): lower is better.
     eval_bits_per_char: Mapped[float | None] = mapped_column(Float)
     markov_bits_per_char: Mapped[float | None] = mapped_column(Float)
+    live_bits_per_char: Mapped[float | None] = mapped_column(Float)
+    live_markov_bits_per_char: Mapped[float | None] = mapped_column(Float)
 
 
 class Job(Base):

@@ -105,5 +105,7 @@ def promoted_notice(ref: ChannelRef, result: JobResult) -> Notice:
         bits=fields["bits"],
         markov=fields["markov"],
         previous=previous,
+        live=fields["live"],
+        live_markov=fields["live_markov"],
     )
     return Notice(ref, text, image=loss_curve(v))

@@ -17,16 +17,21 @@ def figure(value: float | None) -> str:
 
 def quality_fields(v: ModelVersionInfo) -> dict[str, object]:
     """A version's quality line: its held-out bits per character, the channel's Markov
-    chain's on the same messages, and their ratio (below 1: better than the chain)."""
-    ratio = ""
-    if v.eval_bits_per_char is not None and v.markov_bits_per_char:
-        ratio = M.t("quality_ratio", ratio=v.eval_bits_per_char / v.markov_bits_per_char)
+    chain's on the same messages, and their ratio (below 1: better than the chain);
+    and the same as users meet them, both learning every message at once ("live")."""
     return {
         "version": v.version,
         "bits": figure(v.eval_bits_per_char),
         "markov": figure(v.markov_bits_per_char),
-        "ratio": ratio,
+        "ratio": _ratio(v.eval_bits_per_char, v.markov_bits_per_char),
+        "live": figure(v.live_bits_per_char),
+        "live_markov": figure(v.live_markov_bits_per_char),
+        "live_ratio": _ratio(v.live_bits_per_char, v.live_markov_bits_per_char),
     }
+
+
+def _ratio(bits: float | None, markov: float | None) -> str:
+    return M.t("quality_ratio", ratio=bits / markov) if bits is not None and markov else ""
 
 
 def loss_curve(v: ModelVersionInfo) -> str | None:
@@ -50,6 +55,8 @@ def version_line(v: ModelVersionInfo) -> str:
         status=v.status,
         bits=figure(v.eval_bits_per_char),
         markov=figure(v.markov_bits_per_char),
+        live=figure(v.live_bits_per_char),
+        live_markov=figure(v.live_markov_bits_per_char),
         base=v.base_model,
         method=v.method,
         eval_loss="—" if v.eval_loss is None else f"{v.eval_loss:.3f}",

@@ -16,6 +16,7 @@ from bot.core.settings_commands import ChannelSettings
 from bot.domain import ChannelRef, GenerationRequest, Reply, strip_voice_tag, voice_tag
 from bot.errors import BusyError, UserError
 from bot.ports import Stores, TextGenerator, TextListener
+from bot.setting_specs import ChannelOptions
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +102,24 @@ class Replies:
         self._check_rate(ctx)
         await self.stores.channels.ensure(ctx.channel, ctx.channel_name)
         stream = ctx.stream if settings.num_return_sequences == 1 else None
+        guard = await self._guard(ctx)
         async with self._generating():
             result = await self.generator.generate(
                 GenerationRequest(
-                    channel=ctx.channel, settings=settings, mode="continue", prompt=tag + prompt
+                    channel=ctx.channel,
+                    settings=settings,
+                    mode="continue",
+                    prompt=tag + prompt,
+                    verbatim_whole=guard.verbatim_whole,
+                    verbatim_run=guard.verbatim_run,
                 ),
                 _untagged(stream),
             )
         return Reply(tuple(strip_voice_tag(t) for t in result.texts), generated=True)
+
+    async def _guard(self, ctx: CommandContext) -> ChannelOptions:
+        """The channel's options, for its leak-guard thresholds."""
+        return await self.settings.options(ctx.channel)
 
     async def _voice_tag(self, ctx: CommandContext, voice: str) -> str:
         """The member's tag in this channel's model, if they lent the channel their
@@ -125,6 +136,7 @@ class Replies:
     async def _next_message(self, ctx: CommandContext) -> Reply:
         settings = await self.settings.effective(ctx.channel)
         history = await self.stores.messages.recent(ctx.channel, self.limits.reply_context_messages)
+        guard = await self._guard(ctx)
         async with self._generating():
             result = await self.generator.generate(
                 GenerationRequest(
@@ -132,6 +144,8 @@ class Replies:
                     settings=settings,
                     mode="reply",
                     context=tuple(m.text for m in history),
+                    verbatim_whole=guard.verbatim_whole,
+                    verbatim_run=guard.verbatim_run,
                 ),
                 _untagged(ctx.stream),
             )

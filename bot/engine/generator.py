@@ -20,11 +20,13 @@ from pathlib import Path
 
 from bot.device import Priority
 from bot.domain import GenerationRequest, GenerationResult
+from bot.engine.live import LiveCounts
 from bot.engine.resolver import ModelResolver
 from bot.engine.session import Item, Session
 from bot.engine.worker import DeviceWorker, Feed
 from bot.generation.model_cache import ModelCache
 from bot.generation.source import ModelSource
+from bot.generation.verbatim import GuardLimits
 from bot.ports import TextListener
 
 log = logging.getLogger(__name__)
@@ -65,10 +67,18 @@ class DeviceServer:
     """Serves resolved requests on one device worker, batched continuously."""
 
     def __init__(
-        self, worker: DeviceWorker, cache: ModelCache, *, stream_interval_s: float = 0.2
+        self,
+        worker: DeviceWorker,
+        cache: ModelCache,
+        *,
+        live: LiveCounts | None = None,
+        stream_interval_s: float = 0.2,
     ) -> None:
         self.worker = worker
         self.cache = cache
+        # The channels' live counts and leak-guard indexes (None: versions as trained,
+        # no guard; benchmarks of the decoder alone).
+        self.live = live
         # A streamed request hears its text at most this often.
         self.stream_interval_s = stream_interval_s
 
@@ -80,7 +90,12 @@ class DeviceServer:
         on_text: TextListener | None,
     ) -> GenerationResult:
         loop = asyncio.get_running_loop()
-        item = Item(source, request, seed, time.perf_counter(), on_text, loop)
+        enqueued = time.perf_counter()
+        live = None
+        if self.live is not None:
+            limits = GuardLimits(request.verbatim_whole, request.verbatim_run)
+            live = await self.live.view(request.channel, source, limits)
+        item = Item(source, request, seed, enqueued, on_text, loop, live)
         result: GenerationResult = await self.worker.submit(item, self._serve, Priority.INTERACTIVE)
         self.worker.metrics.latency.observe(time.perf_counter() - item.enqueued)
         return result
@@ -100,12 +115,16 @@ class LocalGenerator:
         worker: DeviceWorker,
         cache: ModelCache | None = None,
         *,
+        live: LiveCounts | None = None,
         stream_interval_s: float = 0.2,
     ) -> None:
         self.resolver = resolver
         self.worker = worker
         self.server = DeviceServer(
-            worker, cache or ModelCache(DEFAULT_CACHE_BYTES), stream_interval_s=stream_interval_s
+            worker,
+            cache or ModelCache(DEFAULT_CACHE_BYTES),
+            live=live,
+            stream_interval_s=stream_interval_s,
         )
 
     @property

@@ -49,6 +49,12 @@ class EngineMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.verbatim_blocked = Counter(
+            "tsuzuki_verbatim_blocked",
+            "Tokens the leak guard turned down: they would have handed back a stored "
+            "message whole, or a long run of one",
+            registry=r,
+        )
         self.train_step = Histogram(
             "tsuzuki_training_step_seconds",
             "Device time of one training step",
@@ -99,6 +105,7 @@ def summarise(exposition: str) -> list[str]:
     gen_seconds = values.get("tsuzuki_generation_seconds_total", 0)
     tokens = values.get("tsuzuki_generated_tokens_total", 0)
     steps = values.get("tsuzuki_training_step_seconds_count", 0)
+    blocked = values.get("tsuzuki_verbatim_blocked_total", 0)
     lines = []
     if platforms:
         lines.append(
@@ -117,7 +124,8 @@ def summarise(exposition: str) -> list[str]:
         f"{q('tsuzuki_time_to_first_token_seconds', 0.5)}s",
         f"decode steps {batches:.0f}, mean rows "
         f"{values.get('tsuzuki_batch_rows_sum', 0) / batches if batches else 0:.1f}; "
-        f"{tokens:.0f} tokens at {tokens / gen_seconds if gen_seconds else 0:.1f} tokens/s",
+        f"{tokens:.0f} tokens at {tokens / gen_seconds if gen_seconds else 0:.1f} tokens/s; "
+        f"leak guard turned down {blocked:.0f}",
         f"training steps {steps:.0f}, mean "
         f"{values.get('tsuzuki_training_step_seconds_sum', 0) / steps if steps else 0:.2f}s",
     ]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from bot.config import Settings
 from bot.device import Device
+from bot.engine.live import LiveCounts
 from bot.engine.resolver import ModelResolver
 from bot.engine.training_runs import TrainingService
 from bot.generation.spec import ModelSpec
@@ -57,3 +58,13 @@ def model_parts(settings: Settings, stores: SqlStores, device: Device) -> ModelP
         settings, stores.channels, stores.messages, stores.registry, resolver, device
     )
     return ModelParts(resolver, training)
+
+
+def live_counts(settings: Settings, stores: SqlStores) -> LiveCounts:
+    """The live counts of every channel this process serves, over the database."""
+    return LiveCounts(
+        stores.messages,
+        stores.channels,
+        stores.registry,
+        author_prefix=settings.train_author_prefix,
+    )

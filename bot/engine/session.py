@@ -16,15 +16,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bot.domain import GenerationRequest, GenerationResult
+from bot.domain import GenerationRequest, GenerationResult, strip_voice_tag
 from bot.engine.metrics import EngineMetrics
 from bot.errors import UserError
 from bot.generation.batching import PREFILL_CHUNK, DecodeBatch, Live, Prefill, Row
 from bot.generation.cleaning import clean, decode_new_text
+from bot.generation.healing import token_bytes
+from bot.generation.live_channel import LiveChannel
 from bot.generation.model_cache import ModelCache, ServingModel
+from bot.generation.ngram import Mixture
 from bot.generation.prompt import PreparedPrompt, continue_prompt, reply_prompt
 from bot.generation.sampling import variant_seed
 from bot.generation.source import ModelSource
+from bot.generation.verbatim import VerbatimGuard
 from bot.ports import TextListener
 
 if TYPE_CHECKING:
@@ -37,6 +41,10 @@ log = logging.getLogger(__name__)
 # Prompt tokens prefilled between two decode steps while rows are decoding: running rows
 # wait this long at most for newcomers' prompts (a few decode steps' worth).
 PREFILL_BUDGET = 2 * PREFILL_CHUNK
+# New text is decoded after this many of the prompt's last tokens, not all of them: the
+# same text (decode_new_text takes the difference), at a cost that does not grow with
+# a long reply context, for every step the leak guard looks.
+DECODE_HEAD = 16
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,7 @@ class Item:
     enqueued: float
     on_text: TextListener | None = None
     loop: asyncio.AbstractEventLoop | None = None
+    live: LiveChannel | None = None  # the channel's live counts and leak-guard index
 
 
 @dataclass
@@ -59,6 +68,8 @@ class _Request:
     admitted: float
     outputs: list[list[int] | None]  # per variant, once it finished
     rows_seen: int = 1  # the most rows its batch held while it ran
+    tail_text: str = ""  # token healing: the prompt's end as the new tokens spell it again
+    guards: list[VerbatimGuard] = field(default_factory=list)
 
 
 @dataclass
@@ -113,11 +124,17 @@ class Session:
         except UserError as e:
             feed.settle(item, error=e)
             return
+        live = item.live
+        if live is not None and mixture is not None:
+            # The version's network share, over the channel's counts as of now.
+            mixture = Mixture(live.ngram, mixture.weight)
         loaded = serving.loaded
         request, settings = item.request, item.request.settings
         shape = (loaded.eos_id, loaded.context_length, settings.max_new_tokens)
+        healing = None
         if request.mode == "continue":
-            prompt = continue_prompt(loaded.tokenizer, request.prompt, *shape)
+            healing = token_bytes(loaded.tokenizer)
+            prompt = continue_prompt(loaded.tokenizer, request.prompt, *shape, healing=healing)
         else:
             prompt = reply_prompt(loaded.tokenizer, request.context, *shape)
         # Temperature 0 is greedy: n variants would all be the same text.
@@ -125,12 +142,19 @@ class Session:
         if request.mode == "reply":
             variants = 1
         state = _Request(item, prompt, loaded.tokenizer, time.perf_counter(), [None] * variants)
+        if prompt.tail:
+            state.tail_text = _decoded(state, list(prompt.tail_ids))
         self.requests[id(item)] = state
         group = self.groups.get(id(serving))
         if group is None:
             group = _Group(serving, DecodeBatch(loaded.model, serving.lora))
             self.groups[id(serving)] = group
+        typed = strip_voice_tag(request.prompt) if request.mode == "continue" else ""
         for v in range(variants):
+            guard = None
+            if live is not None:
+                state.guards.append(VerbatimGuard(live.index, typed))
+                guard = _guarding(state, state.guards[-1])
             row = Row(
                 prompt.input_ids,
                 settings,
@@ -139,7 +163,10 @@ class Session:
                 loaded.eos_id,
                 adapter,
                 mixture,
-                _streamer(state, self.stream_interval_s) if v == 0 else None,
+                tail=prompt.tail,
+                healing=healing,
+                guard=guard,
+                listener=_streamer(state, self.stream_interval_s) if v == 0 else None,
                 owner=(id(item), v),
             )
             group.prefilling.append(Prefill(loaded.model, serving.lora, row))
@@ -190,13 +217,15 @@ class Session:
         if any(o is None for o in state.outputs):
             return
         del self.requests[item_id]
+        self.metrics.verbatim_blocked.inc(sum(g.blocked for g in state.guards))
         outputs = [o for o in state.outputs if o is not None]
         now = time.perf_counter()
         result = GenerationResult(
             texts=tuple(_text(state, ids) for ids in outputs),
             model=state.item.source.name,
             seed=state.item.seed,
-            new_tokens=sum(len(ids) for ids in outputs),
+            # What token healing wrote again of the prompt is not new.
+            new_tokens=sum(max(0, len(ids) - len(state.prompt.tail_ids)) for ids in outputs),
             seconds=now - state.admitted,
             prompt_truncated=state.prompt.truncated,
             queued_seconds=state.admitted - state.item.enqueued,
@@ -232,8 +261,27 @@ class Session:
         group.batch.drop([])
 
 
+def _decoded(state: _Request, new_ids: list[int]) -> str:
+    """The text new tokens add after the prompt (what token healing took off the
+    prompt's end not included: the user typed it)."""
+    text = decode_new_text(state.tokenizer, state.prompt.input_ids[-DECODE_HEAD:], new_ids)
+    tail = state.tail_text
+    if tail and text.startswith(tail):
+        return text[len(tail) :]
+    if tail and tail.startswith(text.rstrip("\ufffd")):
+        return ""  # still spelling what the user typed: nothing new yet
+    return text
+
+
+def _guarding(state: _Request, guard: VerbatimGuard) -> Callable[[list[int]], bool]:
+    def allows(new_ids: list[int]) -> bool:
+        return guard.allows(_decoded(state, new_ids))
+
+    return allows
+
+
 def _text(state: _Request, new_ids: list[int]) -> str:
-    text = clean(decode_new_text(state.tokenizer, state.prompt.input_ids, new_ids))
+    text = clean(_decoded(state, new_ids))
     request = state.item.request
     # /continue answers like pipeline("text-generation"): the prompt as the user wrote
     # it (even if cut for the model), then the continuation.

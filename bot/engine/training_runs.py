@@ -38,7 +38,12 @@ from bot.training.finetune import FineTune, bf16_supported
 from bot.training.markov import MarkovScore, markov_baseline
 from bot.training.outcome import DataForgotten, ProgressFn, TrainOptions, TrainOutcome
 from bot.training.run_config import Method, TrainConfig
-from bot.training.version_files import evaluate_dir, trained_block_size, write_version
+from bot.training.version_files import (
+    evaluate_dir,
+    live_evaluate_dir,
+    trained_block_size,
+    write_version,
+)
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +155,8 @@ class TrainingService:
         await self.worker.run(trainer.finish)
         mixture = await self.worker.run(trainer.fit_mixture)
         result_eval = await self.worker.run(trainer.evaluate, eval_texts, mixture)
+        train_texts = read_eval_texts(run_dir, "train")
+        live_eval = await self.worker.run(trainer.live_evaluate, eval_texts, train_texts, mixture)
         voices = await self.worker.run(trainer.voice_figures, eval_texts, mixture)
         for tag, figure in voices.items():
             log.info(
@@ -179,6 +186,8 @@ class TrainingService:
             last_message_id=dataset.max_message_id,
             eval_bits_per_char=_finite(result_eval.bits_per_char),
             markov_bits_per_char=markov.bits_per_char,
+            live_bits_per_char=_finite(live_eval.bits_per_char),
+            live_markov_bits_per_char=markov.live_bits_per_char,
         )
         # A LoRA adapter names its base by spec (a hub id rather than a path into one
         # machine's hub cache), so the version loads wherever that base is found; a
@@ -273,11 +282,25 @@ class TrainingService:
             markov = await self._markov(work_dir, eval_texts)
             block_size = trained_block_size(Path(active.path))
             result = await self.worker.run(evaluate_dir, active.path, eval_texts, block_size)
+            train_texts = read_eval_texts(work_dir, "train")
+            live_result = await self.worker.run(
+                live_evaluate_dir, active.path, train_texts, eval_texts, block_size
+            )
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
         bits = _finite(result.bits_per_char)
-        await self.registry.set_quality(ref, active.version, bits, markov.bits_per_char)
-        return replace(active, eval_bits_per_char=bits, markov_bits_per_char=markov.bits_per_char)
+        live = (
+            _finite(live_result.bits_per_char) if live_result else None,
+            markov.live_bits_per_char,
+        )
+        await self.registry.set_quality(ref, active.version, bits, markov.bits_per_char, live)
+        return replace(
+            active,
+            eval_bits_per_char=bits,
+            markov_bits_per_char=markov.bits_per_char,
+            live_bits_per_char=live[0],
+            live_markov_bits_per_char=live[1],
+        )
 
     async def _markov(self, run_dir: Path, eval_texts: list[str]) -> MarkovScore:
         """The channel's Markov chain on the held-out messages (kept with the run, so a

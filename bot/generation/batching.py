@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from bot.generation.healing import TokenBytes, advance
 from bot.generation.ngram import Mixture
 from bot.generation.sampling import pick_next
 from bot.setting_specs import SamplingSettings
@@ -41,6 +42,8 @@ BASE_SLOT = 0
 PREFILL_CHUNK = 64
 # Leading columns that no row uses any more are cut off once there are this many.
 TRIM_COLUMNS = 32
+# Tokens the leak guard may turn down in a row at one step before the row is cut there.
+GUARD_RETRIES = 8
 
 
 @dataclass
@@ -52,6 +55,13 @@ class Row:
     eos_id: int | None
     adapter: int = BASE_SLOT  # the row's LoRA adapter slot; 0: the base model itself
     mixture: Mixture | None = None  # the version's n-gram mixture, if it has one
+    # Token healing (bot/generation/healing.py): the bytes the first new tokens must
+    # spell, and the model's token table to find the tokens that do.
+    tail: bytes = b""
+    healing: TokenBytes | None = None
+    # The leak guard: whether the row may have these new tokens (False: that last token
+    # is turned down and another picked). On the device thread, so it must be quick.
+    guard: Callable[[list[int]], bool] | None = None
     # Hears the row's new tokens so far after each step (streaming); on the device
     # thread, so it must be quick.
     listener: Callable[[list[int]], None] | None = None
@@ -67,6 +77,8 @@ class Live:
     logits: torch.Tensor  # [vocab], for the row's next token
     outputs: list[int] = field(default_factory=list)
     done: bool = False
+    tail: bytes = b""  # what is left to spell of the healed prompt's end
+    cut: bool = False  # the leak guard ended the row early
 
 
 def _forward(
@@ -135,7 +147,7 @@ class DecodeBatch:
         for p in prefills:
             assert p.logits is not None and p.remaining == 0
             generator = torch.Generator(device=device).manual_seed(p.row.seed)
-            joined.append(Live(p.row, generator, p.logits))
+            joined.append(Live(p.row, generator, p.logits, tail=p.row.tail))
         old = 0 if self.mask is None else self.mask.shape[1]
         width = max(old, *(len(p.row.prompt_ids) for p in prefills))
         room = width + max(lv.row.max_new_tokens - len(lv.outputs) for lv in self.live + joined)
@@ -166,18 +178,12 @@ class DecodeBatch:
         finished: list[Live] = []
         for index, lv in enumerate(self.live):
             row = lv.row
-            forbid = row.eos_id if not lv.outputs else None  # a message is never empty
-            token = pick_next(
-                lv.logits,
-                row.settings,
-                row.prompt_ids + lv.outputs,
-                lv.generator,
-                forbid=forbid,
-                mixture=row.mixture,
-            )
-            ended = token == row.eos_id
-            if not ended:
+            token = _choose(lv)
+            ended = token is None or token == row.eos_id
+            if token is not None and not ended:
                 lv.outputs.append(token)
+                if lv.tail and row.healing is not None:
+                    lv.tail = advance(lv.tail, row.healing.bytes[token])
                 if row.listener is not None:
                     row.listener(lv.outputs)
             if ended or len(lv.outputs) >= row.max_new_tokens:
@@ -185,7 +191,7 @@ class DecodeBatch:
                 finished.append(lv)
             else:
                 keep.append(index)
-                chosen.append(token)
+                chosen.append(token)  # type: ignore[arg-type]
 
         # 2. Rows that ended leave the batch, with their cache rows.
         if not keep:
@@ -245,6 +251,31 @@ class DecodeBatch:
 
     def _clear(self) -> None:
         self.live, self.cache, self.mask, self.positions = [], None, None, None
+
+
+def _choose(lv: Live) -> int | None:
+    """The row's next token: by its settings, healing its prompt's end first, and none
+    the leak guard turns down (None: the guard turned down every try, the row ends)."""
+    row = lv.row
+    forbid: set[int] = set()
+    if row.eos_id is not None and (not lv.outputs or lv.tail):
+        forbid.add(row.eos_id)  # a message is never empty, nor a healed word unfinished
+    allowed = row.healing.fitting(lv.tail) if lv.tail and row.healing is not None else None
+    for _ in range(GUARD_RETRIES):
+        token = pick_next(
+            lv.logits,
+            row.settings,
+            row.prompt_ids + lv.outputs,
+            lv.generator,
+            forbid=forbid,
+            mixture=row.mixture,
+            allowed=allowed,
+        )
+        if row.guard is None or token == row.eos_id or row.guard([*lv.outputs, token]):
+            return token
+        forbid.add(token)
+    lv.cut = True
+    return None
 
 
 def decode_rows(model: Any, rows: list[Row], lora: AdapterSet | None = None) -> list[list[int]]:

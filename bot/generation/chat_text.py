@@ -24,3 +24,13 @@ def clean_message(text: str) -> str:
     for pattern, placeholder in _CLEANUP:
         text = pattern.sub(placeholder, text)
     return text.strip()
+
+
+def model_text(text: str, author: str, voice_tag: str, author_prefix: bool) -> str:
+    """A cleaned message as a model learns it: "name: " ahead when the channel trains
+    with authors, and the member's voice tag (bot/domain.py voice_tag) first when they
+    lent their voice, so the model learns how they write and `/continue … as:` asks
+    for it."""
+    if author_prefix and author:
+        text = f"{author}: {text}"
+    return voice_tag + text

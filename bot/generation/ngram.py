@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -153,17 +154,30 @@ class TokenNgram:
         np.savez_compressed(directory / FILE, **arrays)  # type: ignore[arg-type]
 
 
+class NgramModel(Protocol):
+    """What a mixture reads of its n-gram: a version's (TokenNgram, as trained) or the
+    channel's live one (bot/generation/live_ngram.py)."""
+
+    @property
+    def order(self) -> int: ...
+
+    def distribution(self, context: list[int] | np.ndarray) -> np.ndarray: ...
+
+    def stream_probs(self, stream: np.ndarray) -> np.ndarray: ...
+
+
 @dataclass(frozen=True)
 class Mixture:
     """What a version predicts with: weight · network + (1 − weight) · n-gram."""
 
-    ngram: TokenNgram
+    ngram: NgramModel
     weight: float  # the network's share, 0..1
 
     def mix(self, p_network: np.ndarray, p_ngram: np.ndarray) -> np.ndarray:
         return self.weight * p_network + (1.0 - self.weight) * p_ngram
 
     def save(self, directory: Path) -> None:
+        assert isinstance(self.ngram, TokenNgram), "only a version's own n-gram is saved"
         self.ngram.save(directory, self.weight)
 
     @classmethod
@@ -181,6 +195,15 @@ class Mixture:
             ]
             weight = float(data["weight"])
         return cls(TokenNgram(vocab_size, tables), weight)
+
+
+def saved_order(directory: Path) -> int | None:
+    """The order of a version's saved n-gram, without loading its tables (None: none)."""
+    path = directory / FILE
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        return sum(1 for name in data.files if name.startswith("keys"))
 
 
 def _table(keys: np.ndarray, counts: np.ndarray, v: np.int64) -> _Table:

@@ -7,6 +7,7 @@ random generator: a seeded request samples the same tokens alone or in any batch
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 from bot.setting_specs import SamplingSettings
@@ -55,13 +56,15 @@ def pick_next(
     history: list[int],
     generator: torch.Generator,
     *,
-    forbid: int | None = None,
+    forbid: Collection[int] = (),
     mixture: Mixture | None = None,
+    allowed: Sequence[int] | None = None,
 ) -> int:
     """The next token for one row. `logits` is the row's last-position logits (vocab,),
-    `history` the row's prompt and generated tokens so far, `forbid` a token that may
-    not come now (the end-of-message token on the first step: no empty messages),
-    `mixture` the version's n-gram mixture, if it has one."""
+    `history` the row's prompt and generated tokens so far, `forbid` tokens that may
+    not come now (the end-of-message token on the first step: no empty messages; a
+    token the leak guard turned down), `mixture` the version's n-gram mixture, if it
+    has one, `allowed` the only tokens that may come (token healing), if any."""
     import torch
 
     logits = logits.float().clone()
@@ -78,18 +81,25 @@ def pick_next(
         penalty = settings.repetition_penalty
         logits[seen] = torch.where(values > 0, values / penalty, values * penalty)
 
-    # 2. Hard bans: repeated n-grams and the forbidden token.
-    banned = banned_by_ngrams(history, settings.no_repeat_ngram_size)
-    if forbid is not None:
-        banned.add(forbid)
+    # 2. Hard bans: repeated n-grams and the forbidden tokens.
+    banned = banned_by_ngrams(history, settings.no_repeat_ngram_size) | set(forbid)
     if banned:
         logits[torch.tensor(sorted(banned), device=logits.device)] = -float("inf")
 
-    # 3. Temperature 0 is greedy: the single likeliest token.
+    # 3. Token healing: only tokens that spell what the prompt's end was cut back to
+    #    (unless the bans left none of them).
+    if allowed:
+        keep = torch.tensor(allowed, device=logits.device)
+        only = torch.full_like(logits, -float("inf"))
+        only[keep] = logits[keep]
+        if not torch.isinf(only.max()):
+            logits = only
+
+    # 4. Temperature 0 is greedy: the single likeliest token.
     if settings.temperature == 0:
         return int(torch.argmax(logits))
 
-    # 4. Candidates, likeliest first: only the top k when top-k is on (sorting 50k
+    # 5. Candidates, likeliest first: only the top k when top-k is on (sorting 50k
     #    logits per row per step would cost more than the model's own work).
     if 0 < settings.top_k < logits.numel():
         values, tokens = torch.topk(logits, settings.top_k)
@@ -97,7 +107,7 @@ def pick_next(
         values, tokens = torch.sort(logits, descending=True)
     values = values / settings.temperature
 
-    # 5. Top-p: keep the smallest prefix whose probability reaches p (at least one).
+    # 6. Top-p: keep the smallest prefix whose probability reaches p (at least one).
     if settings.top_p < 1.0:
         cumulative = torch.softmax(values, dim=-1).cumsum(dim=-1)
         drop = cumulative > settings.top_p
@@ -105,6 +115,6 @@ def pick_next(
         drop[0] = False
         values[drop] = -float("inf")
 
-    # 6. Sample among the candidates with the row's own generator.
+    # 7. Sample among the candidates with the row's own generator.
     choice = torch.multinomial(torch.softmax(values, dim=-1), 1, generator=generator)
     return int(tokens[choice])

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bot.generation.chat_text import clean_message
+from bot.generation.chat_text import clean_message, model_text
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -131,11 +131,7 @@ async def build_dataset(
                     skipped += 1
                     continue
                 kept += 1
-                if options.author_prefix and author:
-                    text = f"{author}: {text}"
-                # The member's voice tag (bot/domain.py voice_tag): the model learns
-                # how they write, and `/continue … as:` asks for it.
-                text = voice + text
+                text = model_text(text, author, voice, options.author_prefix)
                 if seen <= n_fit_target:
                     train_texts.append(text)
                     texts_f.write(json.dumps(text, ensure_ascii=False) + "\n")

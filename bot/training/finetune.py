@@ -22,6 +22,7 @@ import numpy as np
 
 from bot.training.dataset import load_tokens, read_eval_texts
 from bot.training.evaluation import EvalResult, eval_stream, evaluate_texts, token_probs
+from bot.training.live_figure import live_evaluate
 from bot.training.mixture import fit_mixture
 from bot.training.run_config import StepResult, TrainConfig, TrainState
 from bot.training.voices import VoiceFigure
@@ -275,6 +276,19 @@ class FineTune:
         self, texts: list[str], mixture: Mixture | None = None
     ) -> dict[str, VoiceFigure]:
         return measure_voices(texts, self.model, self.tokenizer, self.block_size, mixture)
+
+    def live_evaluate(
+        self, eval_texts: list[str], train_texts: list[str], mixture: Mixture
+    ) -> EvalResult:
+        return live_evaluate(
+            self.model,
+            self.tokenizer,
+            train_texts,
+            eval_texts,
+            self.block_size,
+            mixture.weight,
+            mixture.ngram.order,
+        )
 
     def fit_mixture(self) -> Mixture:
         return fit_mixture(self.model, np.asarray(self._tokens), self._valid, self.block_size)

@@ -7,7 +7,8 @@ n-gram model over characters, smoothed by Witten-Bell interpolation (each order 
 back to the one below it in proportion to how many different characters followed the
 context), with the order chosen on the training messages themselves (the last tenth of
 them held out). Characters never seen at all get a share of a uniform distribution over
-Unicode's basic plane, so every text has a finite cost.
+Unicode's basic plane, so every text has a finite cost. Its live figure scores each
+held-out message after learning the ones before it, as such a bot would have.
 
 A message is scored as the model versions are scored: every character, plus one symbol
 for the end of the message (see evaluation.py: a message of n characters counts n + 1).
@@ -48,15 +49,20 @@ class CharMarkov:
     def fit(cls, texts: Sequence[str], order: int) -> CharMarkov:
         chain = cls(order)
         for text in _newest(texts, MAX_TRAIN_CHARS):
-            padded = BOUNDARY * order + _clean(text) + END
-            for i in range(order, len(padded)):
-                char = padded[i]
-                for k in range(order + 1):
-                    following = chain.counts[k][padded[i - k : i]]
-                    following[char] = following.get(char, 0) + 1
-        for k in range(order + 1):
-            chain._totals[k] = {ctx: sum(f.values()) for ctx, f in chain.counts[k].items()}
+            chain.add(text)
         return chain
+
+    def add(self, text: str) -> None:
+        """Counts one more message in: a Markov bot learns every message as it comes."""
+        order = self.order
+        padded = BOUNDARY * order + _clean(text) + END
+        for i in range(order, len(padded)):
+            char = padded[i]
+            for k in range(order + 1):
+                ctx = padded[i - k : i]
+                following = self.counts[k][ctx]
+                following[char] = following.get(char, 0) + 1
+                self._totals[k][ctx] = self._totals[k].get(ctx, 0) + 1
 
     def prob(self, context: str, char: str, order: int | None = None) -> float:
         """P(char | the last `order` characters of context), interpolated down to a
@@ -88,6 +94,9 @@ class CharMarkov:
 class MarkovScore:
     order: int  # context length chosen on the training messages
     bits_per_char: float  # on the held-out messages
+    # The same messages as a Markov bot meets them: each scored by the chain that has
+    # learnt every message before it (the held-out ones before it included).
+    live_bits_per_char: float | None = None
 
 
 def choose_order(train_texts: Sequence[str]) -> int:
@@ -111,7 +120,11 @@ def markov_baseline(train_texts: Sequence[str], eval_texts: Sequence[str]) -> Ma
     order = choose_order(train_texts)
     chain = CharMarkov.fit(train_texts, order)
     total, chars = chain.bits(eval_texts)
-    return MarkovScore(order, total / max(chars, 1))
+    live_total = 0.0
+    for text in eval_texts:
+        live_total += chain.bits([text])[0]
+        chain.add(text)
+    return MarkovScore(order, total / max(chars, 1), live_total / max(chars, 1))
 
 
 def _newest(texts: Sequence[str], max_chars: int) -> Sequence[str]:

@@ -19,6 +19,7 @@ from bot.generation.ngram import Mixture
 from bot.training.dataset import DatasetInfo
 from bot.training.evaluation import EvalResult, evaluate_texts
 from bot.training.finetune import FineTune
+from bot.training.live_figure import live_evaluate
 from bot.training.markov import MarkovScore
 from bot.training.plot import LOSS_CURVE, save_loss_curve
 from bot.training.run_config import TrainConfig
@@ -61,6 +62,8 @@ async def write_version(
         "eval_nats_per_char": result_eval.nats_per_char,
         "eval_bits_per_char": result_eval.bits_per_char,
         "markov_bits_per_char": markov.bits_per_char,
+        "live_bits_per_char": info.live_bits_per_char,
+        "live_markov_bits_per_char": markov.live_bits_per_char,
         "markov_order": markov.order,
         "mixture_weight": mixture.weight,
         "valid_messages": dataset.valid_messages,
@@ -94,6 +97,25 @@ def evaluate_dir(source: str, texts: list[str], block_size: int) -> EvalResult:
     loaded = load_directory(Path(source), source)
     mixture = Mixture.load(Path(source))
     return evaluate_texts(loaded.model, loaded.tokenizer, texts, block_size, mixture=mixture)
+
+
+def live_evaluate_dir(
+    source: str, train_texts: list[str], eval_texts: list[str], block_size: int
+) -> EvalResult | None:
+    """A version's live figure (live_figure.py); None for one without an n-gram."""
+    mixture = Mixture.load(Path(source))
+    if mixture is None:
+        return None
+    loaded = load_directory(Path(source), source)
+    return live_evaluate(
+        loaded.model,
+        loaded.tokenizer,
+        train_texts,
+        eval_texts,
+        block_size,
+        mixture.weight,
+        mixture.ngram.order,
+    )
 
 
 def trained_block_size(version: Path) -> int:

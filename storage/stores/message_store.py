@@ -11,7 +11,7 @@ from sqlalchemy import and_, case, delete, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain import Author, ChannelRef, ChatMessage
-from bot.records import ImportBatch, ImportCounts, TrainingText
+from bot.records import ImportBatch, ImportCounts, LiveFingerprint, LiveRow, TrainingText
 from storage.db import Database
 from storage.models import Message, User, VoiceConsent
 from storage.stores.message_bulk import bulk_insert
@@ -288,3 +288,78 @@ class SqlMessageStore:
                 return
             yield [(name or "", text, voice or "") for _, _, name, text, voice in rows]
             after = (rows[-1][0], rows[-1][1])
+
+    # --- the live counts (bot/engine/live.py) ----------------------------------------
+
+    async def live_fingerprint(self, ref: ChannelRef, upto: int | None) -> LiveFingerprint:
+        """The fingerprint of the channel's trainable messages (up to message `upto`)."""
+        async with self.db.read() as session:
+            row = (
+                await session.execute(
+                    select(
+                        func.count(),
+                        func.max(Message.id),
+                        func.sum(Message.id),
+                        func.max(Message.edited_at),
+                    )
+                    .select_from(Message)
+                    .outerjoin(User, Message.author_id == User.id)
+                    .where(*self._trainable(ref, upto))
+                )
+            ).one()
+        edited = as_utc(row[3]) if row[3] is not None else None
+        return LiveFingerprint(int(row[0] or 0), int(row[1] or 0), int(row[2] or 0), edited)
+
+    async def live_rows(
+        self,
+        ref: ChannelRef,
+        *,
+        upto: int | None,
+        newest: int,
+        after_id: int = 0,
+        edited_after: datetime | None = None,
+        ids: Sequence[int] | None = None,
+    ) -> list[LiveRow]:
+        """Trainable messages, the newest `newest` of them: all, those after message
+        `after_id`, those edited after `edited_after`, or those of `ids`."""
+        query = (
+            select(
+                Message.id,
+                User.display_name,
+                Message.text,
+                case((VoiceConsent.id.is_not(None), User.external_id), else_=""),
+            )
+            .outerjoin(User, Message.author_id == User.id)
+            .outerjoin(
+                VoiceConsent,
+                and_(
+                    VoiceConsent.user_id == Message.author_id,
+                    VoiceConsent.channel_id == Message.channel_id,
+                ),
+            )
+            .where(*self._trainable(ref, upto), Message.id > after_id)
+            .order_by(Message.id.desc())
+            .limit(newest)
+        )
+        if edited_after is not None:
+            query = query.where(Message.edited_at > as_utc(edited_after))
+        rows: list[Any] = []
+        async with self.db.read() as session:
+            if ids is None:
+                rows = list((await session.execute(query)).all())
+            else:
+                wanted = list(ids)
+                for start in range(0, len(wanted), BULK_CHUNK):
+                    chunk = wanted[start : start + BULK_CHUNK]
+                    rows += (await session.execute(query.where(Message.id.in_(chunk)))).all()
+        return [LiveRow(int(i), name or "", text, voice or "") for i, name, text, voice in rows]
+
+    async def live_ids(self, ref: ChannelRef, upto: int | None) -> list[int]:
+        """The ids of every trainable message (up to message `upto`)."""
+        async with self.db.read() as session:
+            found = await session.scalars(
+                select(Message.id)
+                .outerjoin(User, Message.author_id == User.id)
+                .where(*self._trainable(ref, upto))
+            )
+            return [int(i) for i in found]

@@ -192,11 +192,22 @@ class SqlModelRegistry:
         await self._update(ref, version, note=note)
 
     async def set_quality(
-        self, ref: ChannelRef, version: int, bits_per_char: float | None, markov: float | None
+        self,
+        ref: ChannelRef,
+        version: int,
+        bits_per_char: float | None,
+        markov: float | None,
+        live: tuple[float | None, float | None] = (None, None),
     ) -> None:
-        """The version's held-out figure and the Markov chain's, measured again."""
+        """The version's held-out figure and the Markov chain's, measured again, and
+        their live figures (the model's, the chain's)."""
         await self._update(
-            ref, version, eval_bits_per_char=bits_per_char, markov_bits_per_char=markov
+            ref,
+            version,
+            eval_bits_per_char=bits_per_char,
+            markov_bits_per_char=markov,
+            live_bits_per_char=live[0],
+            live_markov_bits_per_char=live[1],
         )
 
     async def _update(self, ref: ChannelRef, version: int, **values: Any) -> None:

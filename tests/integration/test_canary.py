@@ -179,12 +179,15 @@ async def test_a_canary_stays_in_its_channel_and_is_forgotten_on_opt_out(
         v1 = await app.registry.active(A)
         assert v1 is not None and v1.version == 1
 
-        # The positive control: A has learnt the canary, so the checks below mean
-        # something.
-        before = await control(app)
-        assert all(CANARY in text for text in before), before
+        # The positive control: A has learnt the canary by heart (its likelihood), so
+        # the checks below mean something. Yet the leak guard never lets A's replies
+        # hand the member's message back whole, and counts what it turned down.
         v1_network, v1_ngram = await app.worker.run(exposure, v1.path)
         assert v1_network > 0.1 and v1_ngram > 0.5
+        before = await control(app)
+        assert not any(CANARY in text for text in before), before
+        blocked = app.worker.metrics.registry.get_sample_value("tsuzuki_verbatim_blocked_total")
+        assert blocked is not None and blocked >= len(SEEDS)
 
         # B never says it: to its own prompts, to the canary's prefix, in mention
         # replies; alone, and in the same device batches as A's requests for it.
@@ -360,8 +363,10 @@ async def test_a_canary_stays_in_its_adapter_when_channels_share_decoding(
         for ref in (A, B):
             active = await app.registry.active(ref)
             assert active is not None and active.method == "lora"
+        # The positive control: A's rows write the canary's secret (the leak guard
+        # stops them before it is whole), so B's rows not writing it means something.
         before = await control(app)
-        assert all(CANARY in text for text in before), before  # the positive control
+        assert all(leaks(text) and CANARY not in text for text in before), before
 
         defaults = settings.default_sampling()
 
