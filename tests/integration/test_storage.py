@@ -151,3 +151,37 @@ async def test_migrations_are_idempotent(db: Database) -> None:
     await db.migrate()
     await db.migrate()
     assert await SqlMessageStore(db).count(REF) == 0
+
+
+async def test_the_live_counts_fingerprint_sees_every_kind_of_change(db: Database) -> None:
+    """What bot/engine/live.py compares: a new message, an edit, a delete and an opt-out
+    each change the fingerprint, and the rows it then reads are the changed ones."""
+    from bot.training.lineage import plan_forget
+    from storage.stores import SqlUserStore
+
+    store = SqlMessageStore(db)
+    for i in range(4):
+        await store.add(msg(i, author="u2" if i == 3 else "u1"))
+    first = await store.live_fingerprint(REF, None)
+    assert (first.count, first.edited) == (4, None)
+    assert first.id_sum == sum(await store.live_ids(REF, None))
+    await store.add(msg(4))
+    added = await store.live_fingerprint(REF, None)
+    assert added.newest > first.newest
+    new = await store.live_rows(REF, upto=None, newest=100, after_id=first.newest)
+    assert [r.text for r in new] == ["message 4"]
+    await store.edit(REF, "m1", "edited", T0 + timedelta(hours=1))
+    edited = await store.live_fingerprint(REF, None)
+    assert edited.edited == T0 + timedelta(hours=1)
+    rows = await store.live_rows(REF, upto=None, newest=100, edited_after=T0)
+    assert [r.text for r in rows] == ["edited"]
+    await store.delete(REF, ["m0"])
+    deleted = await store.live_fingerprint(REF, None)
+    assert (deleted.count, deleted.id_sum) != (edited.count, edited.id_sum)
+    users = SqlUserStore(db, plan_forget)
+    await users.set_opted_out(REF.platform, REF.workspace, "u2", True, actor="u2")
+    gone = await store.live_fingerprint(REF, None)
+    assert gone.count == deleted.count - 1
+    assert len(await store.live_ids(REF, None)) == gone.count
+    # Up to a message id: what a version was trained on, when training is off.
+    assert (await store.live_fingerprint(REF, first.newest)).newest <= first.newest
