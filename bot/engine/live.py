@@ -65,6 +65,7 @@ class LiveCounts:
         self._states: OrderedDict[tuple[str, str], _State] = OrderedDict()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._tokenizers: dict[str, Any] = {}
+        self._orders: dict[str, int | None] = {}
         # Tokenizing and counting run in threads; one at a time (a tokenizer is not
         # safe to share between threads at once).
         self._work = threading.Lock()
@@ -74,7 +75,11 @@ class LiveCounts:
     ) -> LiveChannel | None:
         """The channel's live state for `source` as of now, or None when `source` has
         no n-gram of its own (a base that never learnt the channel)."""
-        order = await asyncio.to_thread(saved_order, Path(source.location))
+        # A version's files never change: its n-gram's order is read once.
+        if source.location not in self._orders:
+            order = await asyncio.to_thread(saved_order, Path(source.location))
+            self._orders[source.location] = order
+        order = self._orders[source.location]
         if order is None:
             return None
         key = (str(ref), source.location)

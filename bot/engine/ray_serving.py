@@ -38,10 +38,6 @@ class ReplicaConfig:
     cache_bytes: int  # memory for the models it keeps loaded
     int8: bool  # low-precision bases (int8 on CPU, bf16 on GPU)
     stream_interval_s: float
-    # The database the channels' live counts are read from (bot/engine/live.py): every
-    # replica reaches the same counts from the same rows.
-    database_url: str
-    author_prefix: bool
 
     @classmethod
     def of(cls, settings: Settings) -> ReplicaConfig:
@@ -53,8 +49,6 @@ class ReplicaConfig:
             cache_bytes=settings.model_cache_mb * 2**20,
             int8=settings.serve_int8,
             stream_interval_s=settings.stream_interval_ms / 1000,
-            database_url=settings.resolved_database_url,
-            author_prefix=settings.train_author_prefix,
         )
 
     def app_name(self, settings: Settings) -> str:
@@ -101,27 +95,7 @@ def build_application(settings: Settings) -> Any:
                 batch_window_s=config.batch_window_s,
             )
             cache = ModelCache(config.cache_bytes, int8=config.int8)
-            self.config = config
             self.server = DeviceServer(worker, cache, stream_interval_s=config.stream_interval_s)
-            self._live_ready = asyncio.Lock()
-
-        async def _live(self) -> None:
-            """The replica's own connections for the live counts, opened on first use
-            (a replica's constructor cannot await)."""
-            async with self._live_ready:
-                if self.server.live is not None:
-                    return
-                from bot.engine.live import LiveCounts
-                from storage.db import open_database
-                from storage.stores import SqlChannelStore, SqlMessageStore, SqlModelRegistry
-
-                db = await open_database(self.config.database_url)
-                self.server.live = LiveCounts(
-                    SqlMessageStore(db),
-                    SqlChannelStore(db),
-                    SqlModelRegistry(db),
-                    author_prefix=self.config.author_prefix,
-                )
 
         # Ray has no type hints: its decorator leaves the method untyped.
         @serve.multiplexed(max_num_models_per_replica=adapters)  # type: ignore[untyped-decorator]
@@ -136,7 +110,6 @@ def build_application(settings: Settings) -> Any:
             self, request: GenerationRequest, seed: int, stream: bool
         ) -> AsyncIterator[tuple[str, Any]]:
             source = await self.model(serve.get_multiplexed_model_id())
-            await self._live()
             texts: asyncio.Queue[str] = asyncio.Queue()
             work = asyncio.ensure_future(
                 self.server.serve(source, request, seed, texts.put_nowait if stream else None)

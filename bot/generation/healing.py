@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 # tokens. A longer back-off lets the model choose how to spell more of the word (the
 # channel's text may have "織田信長" as one token, the prompt "織田信" as five
 # byte-level ones), at the cost of a decode step per token taken.
-MAX_BACKOFF_CHARS = 8
+MAX_BACKOFF_CHARS = 4
 MAX_BACKOFF = 8
 
 

@@ -132,7 +132,7 @@ def test_training_from_the_command_line(env: dict[str, str], tmp_path: Path) -> 
 
     listed = tsuzuki(env, "models", "console:club").stdout
     assert "v1 active" in listed
-    assert f"{bits:.2f} bits/char (the channel's Markov chain: {markov:.2f})" in listed
+    assert f"{bits:.2f} bits/char (the channel's Markov chain: {markov:.2f}; live " in listed
     # Measured again without training: the same messages, the same figures.
     again = tsuzuki(env, "eval", "console:club").stdout
     assert f"v1: {bits:.2f} bits/char — the channel's Markov chain: {markov:.2f}" in again
