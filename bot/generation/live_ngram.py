@@ -20,8 +20,7 @@ it grows (`compact`). Probabilities read both.
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -121,7 +120,6 @@ class LiveNgram:
                     counts = np.concatenate([counts, raw[k][1][opening]])
                     keys, counts = _sorted(keys, counts)
             self.orders.append(_Order(keys, counts, vocab_size))
-        self.changes = 0
 
     @property
     def order(self) -> int:
@@ -160,7 +158,6 @@ class LiveNgram:
                         # A k-gram appeared or went: its suffix has one continuation
                         # more or fewer.
                         self.orders[k - 2].add(key % v ** (k - 1), 1 if after > 0 else -1)
-            self.changes += 1
             if sum(len(o.counts.delta) for o in self.orders) > COMPACT_AFTER:
                 self._compact()
 
@@ -177,13 +174,7 @@ class LiveNgram:
         d = self.discount
         p = np.full(self.vocab_size, 1.0 / self.vocab_size, dtype=np.float32)
         with self.lock:
-            for k, order in enumerate(self.orders, start=1):
-                key = self._context_key(context, k)
-                if key is None:
-                    break
-                row, total, types, changed = order.stats(key)
-                if total <= 0:
-                    break  # never seen: nor is any longer context
+            for order, row, total, types, changed in self._contexts(context):
                 p *= d * types / total
                 if row >= 0:
                     t = order.table
@@ -199,16 +190,24 @@ class LiveNgram:
         d = self.discount
         p = 1.0 / self.vocab_size
         with self.lock:
-            for k, order in enumerate(self.orders, start=1):
-                key = self._context_key(context, k)
-                if key is None:
-                    break
-                row, total, types, changed = order.stats(key)
-                if total <= 0:
-                    break
+            for order, row, total, types, changed in self._contexts(context):
                 count = order.base_count(row, token) + changed.get(token, 0)
                 p = max(count - d, 0.0) / total + d * types / total * p
         return p
+
+    def _contexts(
+        self, context: Sequence[int] | np.ndarray
+    ) -> Iterator[tuple[_Order, int, float, float, dict[int, int]]]:
+        """Each order's (table, base row, total, types, changes) for the context's last
+        tokens, shortest first, up to the longest that was ever seen."""
+        for k, order in enumerate(self.orders, start=1):
+            key = self._context_key(context, k)
+            if key is None:
+                return
+            row, total, types, changed = order.stats(key)
+            if total <= 0:
+                return  # never seen: nor is any longer context
+            yield order, row, total, types, changed
 
     def stream_probs(self, stream: np.ndarray) -> np.ndarray:
         """P(stream[i + 1] | what precedes it in its message) for every position i."""
@@ -244,21 +243,15 @@ def _raw_counts(
 ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Raw counts of every k-gram (k = 2..order) inside each unit, none spanning two."""
     v = np.int64(vocab)
-    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
-    out: dict[int, tuple[np.ndarray, np.ndarray]] = defaultdict(lambda: empty)
-    if not units:
-        return {k: empty for k in range(2, order + 1)}
-    ids = np.concatenate(units)
+    ids = np.concatenate(units) if units else np.zeros(0, np.int64)
     # Which unit each position belongs to: an n-gram counts if it starts and ends in one.
     unit_of = np.repeat(np.arange(len(units)), [len(u) for u in units])
+    out = {}
     for k in range(2, order + 1):
-        n = len(ids) - k + 1
-        if n <= 0:
-            out[k] = empty
-            continue
+        n = max(len(ids) - k + 1, 0)
         key = np.zeros(n, dtype=np.int64)
         for j in range(k):
             key = key * v + ids[j : j + n]
-        inside = unit_of[:n] == unit_of[k - 1 :]
+        inside = unit_of[:n] == unit_of[k - 1 : k - 1 + n]
         out[k] = np.unique(key[inside], return_counts=True)
-    return dict(out)
+    return out

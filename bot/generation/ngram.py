@@ -188,7 +188,7 @@ class Mixture:
             return None
         with np.load(path) as data:
             vocab_size = int(data["vocab_size"])
-            order = sum(1 for name in data.files if name.startswith("keys"))
+            order = _order_of(data.files)
             tables = [
                 _table(data[f"keys{k}"], data[f"counts{k}"], np.int64(vocab_size))
                 for k in range(1, order + 1)
@@ -203,7 +203,11 @@ def saved_order(directory: Path) -> int | None:
     if not path.is_file():
         return None
     with np.load(path) as data:
-        return sum(1 for name in data.files if name.startswith("keys"))
+        return _order_of(data.files)
+
+
+def _order_of(names: list[str]) -> int:
+    return sum(1 for name in names if name.startswith("keys"))
 
 
 def _table(keys: np.ndarray, counts: np.ndarray, v: np.int64) -> _Table:

@@ -261,22 +261,7 @@ class SqlMessageStore:
         after: tuple[Any, int] | None = None
         while True:
             query = (
-                select(
-                    Message.created_at,
-                    Message.id,
-                    User.display_name,
-                    Message.text,
-                    case((VoiceConsent.id.is_not(None), User.external_id), else_=""),
-                )
-                .outerjoin(User, Message.author_id == User.id)
-                .outerjoin(
-                    VoiceConsent,
-                    and_(
-                        VoiceConsent.user_id == Message.author_id,
-                        VoiceConsent.channel_id == Message.channel_id,
-                    ),
-                )
-                .where(*self._trainable(ref, max_id))
+                self._with_voice(ref, max_id, Message.created_at)
                 .order_by(Message.created_at, Message.id)
                 .limit(page_size)
             )
@@ -288,6 +273,28 @@ class SqlMessageStore:
                 return
             yield [(name or "", text, voice or "") for _, _, name, text, voice in rows]
             after = (rows[-1][0], rows[-1][1])
+
+    def _with_voice(self, ref: ChannelRef, max_id: int | None, *first: Any) -> Any:
+        """The trainable messages as (*first, id, author name, text, voice), voice being
+        the author's user id where they lent the channel their voice, else ""."""
+        return (
+            select(
+                *first,
+                Message.id,
+                User.display_name,
+                Message.text,
+                case((VoiceConsent.id.is_not(None), User.external_id), else_=""),
+            )
+            .outerjoin(User, Message.author_id == User.id)
+            .outerjoin(
+                VoiceConsent,
+                and_(
+                    VoiceConsent.user_id == Message.author_id,
+                    VoiceConsent.channel_id == Message.channel_id,
+                ),
+            )
+            .where(*self._trainable(ref, max_id))
+        )
 
     # --- the live counts (bot/engine/live.py) ----------------------------------------
 
@@ -323,21 +330,8 @@ class SqlMessageStore:
         """Trainable messages, the newest `newest` of them: all, those after message
         `after_id`, those edited after `edited_after`, or those of `ids`."""
         query = (
-            select(
-                Message.id,
-                User.display_name,
-                Message.text,
-                case((VoiceConsent.id.is_not(None), User.external_id), else_=""),
-            )
-            .outerjoin(User, Message.author_id == User.id)
-            .outerjoin(
-                VoiceConsent,
-                and_(
-                    VoiceConsent.user_id == Message.author_id,
-                    VoiceConsent.channel_id == Message.channel_id,
-                ),
-            )
-            .where(*self._trainable(ref, upto), Message.id > after_id)
+            self._with_voice(ref, upto)
+            .where(Message.id > after_id)
             .order_by(Message.id.desc())
             .limit(newest)
         )
