@@ -29,6 +29,7 @@ from bot.core.ratelimit import RateLimiter
 from bot.core.replies import ReplyLimits
 from bot.core.supervisor import Backoff, PlatformMetrics, Supervisor
 from bot.domain import ChannelRef
+from bot.engine.data_dir import clean_temporary, migrate_channel_folders
 from bot.engine.generator import LocalGenerator
 from bot.engine.local import LocalEngine
 from bot.engine.parts import SqlStores, live_counts, model_parts
@@ -204,6 +205,8 @@ async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
     M.set_locale(settings.locale)
     db: Database = overrides.get("db") or await open_database(settings.resolved_database_url)
     stores = SqlStores.over(db)
+    await migrate_channel_folders(settings.models_dir, stores.channels, stores.registry)
+    clean_temporary(settings.models_dir)
     worker: DeviceWorker = overrides.get("worker") or DeviceWorker(
         settings.effective_torch_threads,
         max_pending=settings.max_pending_requests,

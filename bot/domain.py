@@ -59,8 +59,15 @@ class ChannelRef:
 
     @property
     def slug(self) -> str:
-        """A file-system-safe name, used for per-channel model directories."""
-        return f"{self.platform}-{self.workspace}-{self.channel}"
+        """The channel's folder name under the data directory: one per channel. `+`
+        never occurs in an id (ID_PART), so the three parts can be read back apart; a
+        ref with capitals gets a hash of itself too, so two refs that differ only in
+        case stay apart on a case-insensitive disk (macOS, Windows). No part is ever a
+        whole path component, so ids like `..` stay inside the folder."""
+        name = f"{self.platform}+{self.workspace}+{self.channel}"
+        if name != name.lower():
+            name += "." + hashlib.sha256(str(self).encode()).hexdigest()[:8]
+        return name
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,8 @@ class ChannelStore(Protocol):
 
     async def training_channels(self) -> list[ChannelRef]: ...
 
+    async def known(self) -> list[ChannelRef]: ...
+
     async def set_sampling(
         self, ref: ChannelRef, key: str, value: Any, *, actor: str
     ) -> tuple[Any, Any]:
@@ -149,6 +151,10 @@ class ModelRegistry(Protocol):
     ) -> None: ...
 
     async def remove(self, ref: ChannelRef, version: int) -> None: ...
+
+    async def move_paths(self, ref: ChannelRef, old: str, new: str) -> int: ...
+
+    async def lose_under(self, ref: ChannelRef, folder: str, note: str) -> list[int]: ...
 
 
 class JobStore(Protocol):

@@ -86,6 +86,13 @@ class SqlChannelStore:
             )
             return [channel_ref(*row) for row in rows]
 
+    async def known(self) -> list[ChannelRef]:
+        """Every channel the bot has a row for: it saw a message, an event or a
+        command there, or an import named it."""
+        async with self.db.read() as session:
+            rows = await session.execute(ref_query().order_by(Channel.id))
+            return [channel_ref(*row) for row in rows]
+
     async def audit(self, ref: ChannelRef) -> list[AuditEntry]:
         async with self.db.read() as session:
             rows = await session.scalars(

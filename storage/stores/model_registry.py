@@ -242,6 +242,38 @@ class SqlModelRegistry:
             )
             return list(rows)
 
+    async def move_paths(self, ref: ChannelRef, old: str, new: str) -> int:
+        """Points the channel's versions in folder `old` (or under it) at the same place
+        in `new`, after the folder moved; returns how many."""
+        async with self.db.write() as session:
+            rows = await session.scalars(
+                select(ModelVersion).where(ModelVersion.channel_id == channel_id_query(ref))
+            )
+            moved = 0
+            for row in rows:
+                if row.path == old or row.path.startswith(old.rstrip("/") + "/"):
+                    row.path = new + row.path[len(old) :]
+                    moved += 1
+            return moved
+
+    async def lose_under(self, ref: ChannelRef, folder: str, note: str) -> list[int]:
+        """Retires for good (status `reset`, with `note`) the channel's versions whose
+        files under `folder` are not its own: they never answer again."""
+        async with self.db.write() as session:
+            rows = list(
+                await session.scalars(
+                    select(ModelVersion).where(
+                        ModelVersion.channel_id == channel_id_query(ref),
+                        ModelVersion.path.startswith(folder.rstrip("/") + "/"),
+                        ModelVersion.status.not_in(_GONE),
+                    )
+                )
+            )
+            for row in rows:
+                row.status = VersionStatus.RESET
+                row.note = note
+            return sorted(r.version for r in rows)
+
     async def remove(self, ref: ChannelRef, version: int) -> None:
         async with self.db.write() as session:
             await session.execute(

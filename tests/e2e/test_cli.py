@@ -118,7 +118,7 @@ def test_training_from_the_command_line(env: dict[str, str], tmp_path: Path) -> 
     assert "v1 (full, base scratch:tiny)" in trained.stdout
     assert "promoted: v1 now answers in console:club" in trained.stdout
     assert (
-        Path(env["TSUZUKI_DATA_DIR"]) / "models" / "console-local-club" / "v1" / "loss.png"
+        Path(env["TSUZUKI_DATA_DIR"]) / "models" / "console+local+club" / "v1" / "loss.png"
     ).is_file()
     assert "100%" in trained.stderr  # the progress bar reached the end
     # Its quality, next to the channel's Markov chain on the same held-out messages.

@@ -72,7 +72,7 @@ def test_a_killed_or_stopped_training_run_resumes_from_its_checkpoint(
     tsuzuki(env, "import", str(path), "--channel", CHANNEL)
     tsuzuki(env, "channels", CHANNEL, "training", "on")
     data = Path(env["TSUZUKI_DATA_DIR"])
-    checkpoint = data / "models" / "console-local-club" / "run" / "checkpoint.pt"
+    checkpoint = data / "models" / "console+local+club" / "run" / "checkpoint.pt"
 
     # 1. A run that has written its first checkpoint, frozen there (alive, silent).
     first = start(env, *TRAIN)
