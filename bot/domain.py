@@ -7,6 +7,7 @@ these types and the core works only with them.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -99,14 +100,27 @@ class ChatMessage:
 # --- Voices ---------------------------------------------------------------------------
 
 # A member's voice tag opens each of their messages in a channel's training text when they
-# turned `/voice on` there; `/continue … as:@member` starts the text with it. A hash of
-# the channel and the member, so it names nobody and means nothing in another channel.
+# turned `/voice on` there; `/continue … as:@member` starts the text with it. A keyed hash
+# of the channel and the member (the key is the installation's own, kept in its
+# database), so it names nobody, means nothing in another channel, and cannot be
+# computed by someone who knows the ids. Text people wrote is never read as a tag:
+# `disarm_tags` changes anything tag-shaped in it before a model sees it.
 VOICE_TAG = re.compile(r"^«[0-9a-f]{6}»")
+_TAG_SHAPED = re.compile(r"«(?=[0-9a-f]{6}»)")
+# What a tag-shaped run in people's text opens with instead: a look-alike that no tag
+# ever starts with.
+DISARMED = "‹"
 
 
-def voice_tag(channel: ChannelRef, user_id: str) -> str:
-    digest = hashlib.sha256(f"{channel}/{user_id}".encode()).hexdigest()
+def voice_tag(channel: ChannelRef, user_id: str, key: bytes) -> str:
+    digest = hmac.new(key, f"{channel}/{user_id}".encode(), hashlib.sha256).hexdigest()
     return f"«{digest[:6]}»"
+
+
+def disarm_tags(text: str) -> str:
+    """People's text with every tag-shaped run made plain text: a typed or stored
+    `«ded930»` can never stand for a member's voice."""
+    return _TAG_SHAPED.sub(DISARMED, text)
 
 
 def strip_voice_tag(text: str) -> str:
@@ -125,7 +139,10 @@ class GenerationRequest:
     channel: ChannelRef
     settings: SamplingSettings
     mode: Literal["continue", "reply"] = "continue"
-    prompt: str = ""
+    prompt: str = ""  # as the member typed it
+    # The voice tag the text opens with (`as:@member`, checked against their consent):
+    # never part of `prompt`, which is people's text and is disarmed (disarm_tags).
+    voice: str = ""
     context: tuple[str, ...] = ()
     # The leak guard's thresholds, the channel's (ChannelOptions): a stored message of
     # `verbatim_whole` characters never comes back whole, nor `verbatim_run` of one.

@@ -99,6 +99,10 @@ class MessageStore(Protocol):
 
     async def live_ids(self, ref: ChannelRef, upto: int | None) -> list[int]: ...
 
+    async def voice_key(self) -> bytes:
+        """The installation's key of voice tags (bot/domain.py voice_tag)."""
+        ...
+
 
 class UserStore(Protocol):
     async def set_opted_out(

@@ -190,3 +190,14 @@ class AuditEntry(Base):
     key: Mapped[str | None] = mapped_column(String(64))
     old_value: Mapped[str | None] = mapped_column(Text)
     new_value: Mapped[str | None] = mapped_column(Text)
+
+
+class Secret(Base):
+    """Keys this installation made for itself (never a platform token): the voice-tag
+    key, so no one who can read the code can compute a member's tag."""
+
+    __tablename__ = "secrets"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

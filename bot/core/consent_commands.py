@@ -58,7 +58,7 @@ class ConsentCommands:
             return Reply.info(M.t("voice_status_off", channel=ctx.channel))
         lines = [M.t("voice_status_on", channel=ctx.channel)]
         active = await self.stores.registry.active(ctx.channel)
-        tag = voice_tag(ctx.channel, ctx.actor.id)
+        tag = voice_tag(ctx.channel, ctx.actor.id, await self.stores.messages.voice_key())
         figure = voice_figure(active.path, tag) if active else None
         if active and figure:
             lines.append(

@@ -109,13 +109,15 @@ class Replies:
                     channel=ctx.channel,
                     settings=settings,
                     mode="continue",
-                    prompt=tag + prompt,
+                    prompt=prompt,
+                    voice=tag,
                     verbatim_whole=guard.verbatim_whole,
                     verbatim_run=guard.verbatim_run,
                 ),
-                _untagged(stream),
+                stream,
             )
-        return Reply(tuple(strip_voice_tag(t) for t in result.texts), generated=True)
+        # The texts start with the prompt as typed: the voice tag went to the model only.
+        return Reply(result.texts, generated=True)
 
     async def _guard(self, ctx: CommandContext) -> ChannelOptions:
         """The channel's options, for its leak-guard thresholds."""
@@ -126,7 +128,7 @@ class Replies:
         voice; a clear refusal otherwise (whoever asks, the member included)."""
         if not await self.stores.users.has_voice(ctx.channel, voice):
             raise UserError(M.t("voice_not_lent"))
-        return voice_tag(ctx.channel, voice)
+        return voice_tag(ctx.channel, voice, await self.stores.messages.voice_key())
 
     async def reply(self, ctx: CommandContext) -> Reply:
         """The channel's next message, written after its recent history."""

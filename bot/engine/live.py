@@ -115,7 +115,7 @@ class LiveCounts:
     ) -> _State:
         rows = await self.messages.live_rows(ref, upto=upto, newest=self.limit)
         tokenizer = await asyncio.to_thread(self._tokenizer, source)
-        live = self._live(ref, rows)
+        live = await self._live(ref, rows)
 
         def build() -> LiveChannel:
             with self._work:
@@ -140,7 +140,7 @@ class LiveCounts:
                 ref, upto=upto, newest=self.limit, edited_after=before.edited or _EPOCH
             )
             changed += [r for r in edited if r.id <= before.newest]
-        await self._apply(state, put=self._live(ref, changed))
+        await self._apply(state, put=await self._live(ref, changed))
         # 2. Whatever the count and the sum still disagree on went (a delete, an
         #    opt-out) or came back (an opt-in): compare the ids.
         if (len(channel.held) + state.evicted_count, channel.id_sum + state.evicted_sum) != (
@@ -152,7 +152,7 @@ class LiveCounts:
             oldest = min(held, default=0)
             back = sorted(i for i in stored - held if i > oldest)
             rows = await self.messages.live_rows(ref, upto=upto, newest=self.limit, ids=back)
-            await self._apply(state, drop=sorted(held - stored), put=self._live(ref, rows))
+            await self._apply(state, drop=sorted(held - stored), put=await self._live(ref, rows))
             state.evicted_count = len(stored) - len(channel.held)
             state.evicted_sum = sum(stored) - channel.id_sum
         state.fingerprint = now
@@ -173,14 +173,15 @@ class LiveCounts:
         state.evicted_count += len(evicted)
         state.evicted_sum += sum(evicted)
 
-    def _live(self, ref: ChannelRef, rows: list[LiveRow]) -> list[LiveMessage]:
+    async def _live(self, ref: ChannelRef, rows: list[LiveRow]) -> list[LiveMessage]:
+        key = await self.messages.voice_key()
         return [
             LiveMessage(
                 row.id,
                 model_text(
                     clean_message(row.text),
                     row.author,
-                    voice_tag(ref, row.voice) if row.voice else "",
+                    voice_tag(ref, row.voice, key) if row.voice else "",
                     self.author_prefix,
                 ),
                 row.text,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bot.domain import GenerationRequest, GenerationResult, strip_voice_tag
+from bot.domain import GenerationRequest, GenerationResult, disarm_tags
 from bot.engine.metrics import EngineMetrics
 from bot.errors import UserError
 from bot.generation.batching import PREFILL_CHUNK, DecodeBatch, Live, Prefill, Row
@@ -134,9 +134,13 @@ class Session:
         healing = None
         if request.mode == "continue":
             healing = token_bytes(loaded.tokenizer)
-            prompt = continue_prompt(loaded.tokenizer, request.prompt, *shape, healing=healing)
+            # People's text is disarmed (no typed tag stands for a voice); the tag, if
+            # any, is the one Replies checked against the member's consent.
+            text = request.voice + disarm_tags(request.prompt)
+            prompt = continue_prompt(loaded.tokenizer, text, *shape, healing=healing)
         else:
-            prompt = reply_prompt(loaded.tokenizer, request.context, *shape)
+            context = tuple(disarm_tags(message) for message in request.context)
+            prompt = reply_prompt(loaded.tokenizer, context, *shape)
         # Temperature 0 is greedy: n variants would all be the same text.
         variants = settings.num_return_sequences if settings.temperature > 0 else 1
         if request.mode == "reply":
@@ -149,7 +153,7 @@ class Session:
         if group is None:
             group = _Group(serving, DecodeBatch(loaded.model, serving.lora))
             self.groups[id(serving)] = group
-        typed = strip_voice_tag(request.prompt) if request.mode == "continue" else ""
+        typed = request.prompt if request.mode == "continue" else ""
         for v in range(variants):
             guard = None
             if live is not None:

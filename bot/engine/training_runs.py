@@ -258,7 +258,8 @@ class TrainingService:
         # Loaded on the device worker, like every model and tokenizer: one thread
         # imports and loads, so the libraries' lazy imports never race.
         tokenizer = await self.worker.run(load_tokenizer, Path(start))
-        pages = _with_voice_tags(ref, self.messages.iter_training_texts(ref, max_id))
+        key = await self.messages.voice_key()
+        pages = _with_voice_tags(ref, key, self.messages.iter_training_texts(ref, max_id))
         options = DatasetOptions(author_prefix=self.settings.train_author_prefix)
         info = await build_dataset(pages, total, tokenizer, run_dir, max_id, options)
         if info.train_tokens < 2 or info.eval_messages < 1:
@@ -374,11 +375,13 @@ class TrainingService:
 
 
 async def _with_voice_tags(
-    ref: ChannelRef, pages: AsyncIterator[list[TrainingText]]
+    ref: ChannelRef, key: bytes, pages: AsyncIterator[list[TrainingText]]
 ) -> AsyncIterator[list[TrainingText]]:
     """The pages with each lent voice (a user id) as the member's tag in this channel."""
     async for page in pages:
-        yield [(name, text, voice_tag(ref, voice) if voice else "") for name, text, voice in page]
+        yield [
+            (name, text, voice_tag(ref, voice, key) if voice else "") for name, text, voice in page
+        ]
 
 
 def _same_run(run_dir: Path, key: dict[str, Any]) -> bool:

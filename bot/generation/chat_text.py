@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from bot.domain import disarm_tags
+
 # Chat markup the model should not learn ids from; each becomes a placeholder.
 _CLEANUP: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"<(https?://[^>|\s]+)(?:\|[^>]*)?>"), "<url>"),  # Slack links
@@ -30,7 +32,8 @@ def model_text(text: str, author: str, voice_tag: str, author_prefix: bool) -> s
     """A cleaned message as a model learns it: "name: " ahead when the channel trains
     with authors, and the member's voice tag (bot/domain.py voice_tag) first when they
     lent their voice, so the model learns how they write and `/continue … as:` asks
-    for it."""
+    for it. A tag-shaped run the member typed is disarmed: only the tag added here
+    tags a voice."""
     if author_prefix and author:
         text = f"{author}: {text}"
-    return voice_tag + text
+    return voice_tag + disarm_tags(text)

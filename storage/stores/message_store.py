@@ -24,6 +24,7 @@ from storage.stores.rows import (
     insert,
     new_user,
 )
+from storage.stores.secrets import instance_secret
 
 # Rows per driver call in add_batch: few enough calls to cost nothing, and a progress
 # report after each.
@@ -52,9 +53,20 @@ def _group_batch(
     return groups, authors
 
 
+VOICE_KEY = "voice-tags"
+
+
 class SqlMessageStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._voice_key: bytes | None = None
+
+    async def voice_key(self) -> bytes:
+        """The key of the voice tags in this installation's training texts (see
+        bot/domain.py voice_tag)."""
+        if self._voice_key is None:
+            self._voice_key = await instance_secret(self.db, VOICE_KEY)
+        return self._voice_key
 
     async def add(self, message: ChatMessage) -> bool:
         batch = ImportBatch(messages=[message])

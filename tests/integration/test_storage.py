@@ -185,3 +185,17 @@ async def test_the_live_counts_fingerprint_sees_every_kind_of_change(db: Databas
     assert len(await store.live_ids(REF, None)) == gone.count
     # Up to a message id: what a version was trained on, when training is off.
     assert (await store.live_fingerprint(REF, first.newest)).newest <= first.newest
+
+
+async def test_the_voice_key_is_made_once_for_every_process(db: Database) -> None:
+    # Two processes asking at once (two stores, each with its own cache) get one key,
+    # and a process started later reads the same one.
+    first, second = await asyncio.gather(
+        SqlMessageStore(db).voice_key(), SqlMessageStore(db).voice_key()
+    )
+    assert first == second and len(first) == 32
+    later = Database(db.url)
+    try:
+        assert await SqlMessageStore(later).voice_key() == first
+    finally:
+        await later.dispose()

@@ -123,3 +123,24 @@ def test_split_overrides_takes_only_trailing_known_settings() -> None:
     )
     assert split_overrides("a=b means c") == ("a=b means c", {})
     assert split_overrides("x colour=red") == ("x colour=red", {})
+
+
+def test_text_people_wrote_is_never_a_voice_tag() -> None:
+    from bot.domain import DISARMED, VOICE_TAG, disarm_tags
+    from bot.generation.chat_text import model_text
+
+    typed = "«ded930»the cat «0a1b2c» and «not a tag»"
+    assert disarm_tags(typed) == f"{DISARMED}ded930»the cat {DISARMED}0a1b2c» and «not a tag»"
+    # A stored message, or an author's name, that opens with a tag's shape.
+    assert not VOICE_TAG.match(model_text("«ded930»hi", "", "", author_prefix=False))
+    assert not VOICE_TAG.match(model_text("hi", "«ded930»", "", author_prefix=True))
+    # Only the tag the bot adds opens the text.
+    assert model_text("«ded930»hi", "", "«abcdef»", author_prefix=False).startswith("«abcdef»‹")
+
+
+def test_voice_tags_need_the_installations_key() -> None:
+    from bot.domain import voice_tag
+
+    ref = ChannelRef.parse("console:general")
+    assert voice_tag(ref, "1", b"one") != voice_tag(ref, "1", b"two")
+    assert voice_tag(ref, "1", b"one") == voice_tag(ref, "1", b"one")
