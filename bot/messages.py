@@ -18,6 +18,48 @@ CATALOG: dict[str, dict[Locale, str]] = {
         "en": "Sorry, something went wrong on my side. The error was logged.",
         "ja": "申し訳ありません。内部でエラーが発生しました（ログに記録しました）。",
     },
+    "outage_disk_full": {
+        "en": "no space left on the disk of {path}",
+        "ja": "{path} のディスクに空きがありません",
+    },
+    "outage_read_only": {
+        "en": "the disk of {path} is read-only",
+        "ja": "{path} のディスクが読み取り専用です",
+    },
+    "outage_io_error": {
+        "en": "the disk of {path} failed to read or write (I/O error)",
+        "ja": "{path} のディスクで入出力エラーが発生しました",
+    },
+    "outage_the_database": {"en": "the database", "ja": "データベース"},
+    "outage_db_broken": {
+        "en": "the database is damaged ({cause}); restore it from a backup",
+        "ja": "データベースが壊れています（{cause}）。バックアップから復元してください",
+    },
+    "outage_while": {
+        "en": "Failed: {cause}, while {doing}. Nothing else was changed.",
+        "ja": "失敗しました: {doing}中に{cause}。ほかには何も変更していません。",
+    },
+    "doing_saving_version": {"en": "saving v{version}", "ja": "v{version} の保存"},
+    "doing_writing_dataset": {
+        "en": "writing the training data",
+        "ja": "学習データの書き出し",
+    },
+    "doing_checkpoint": {"en": "saving a checkpoint", "ja": "チェックポイントの保存"},
+    "doing_command": {"en": "running the command", "ja": "コマンドの実行"},
+    "db_file_empty": {
+        "en": "The database file {path} exists but is empty (0 bytes). Refusing to start "
+        "over it: that would lose every message and consent it held. Restore it from a "
+        "backup, or move it away to start afresh.",
+        "ja": "データベースファイル {path} は存在しますが空（0バイト）です。すべてのメッセージと"
+        "同意記録が失われるため、このまま起動しません。バックアップから復元するか、"
+        "ファイルを移動してから新しく始めてください。",
+    },
+    "db_file_unreadable": {
+        "en": "The database file {path} cannot be used: {cause}. Refusing to start over "
+        "it. Restore it from a backup, or move it away to start afresh.",
+        "ja": "データベースファイル {path} を使えません: {cause}。このまま起動しません。"
+        "バックアップから復元するか、ファイルを移動してから新しく始めてください。",
+    },
     "busy": {
         "en": "I'm busy right now, please try again in a moment.",
         "ja": "ただいま混み合っています。少し待ってからもう一度お試しください。",

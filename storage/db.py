@@ -22,11 +22,16 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+
+from bot import messages as M
+from bot.errors import UserError
+from bot.outages import named
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -45,6 +50,31 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+class DatabaseUnusable(UserError):
+    """The database exists but cannot be used as it is: the bot does not start over it."""
+
+
+def check_sqlite_file(path: Path) -> None:
+    """Refuses a database file that exists but is empty or not SQLite's: opening it
+    would make a new, empty database over every message and consent it held."""
+    if not path.exists():
+        return  # a first start: the database is made
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(SQLITE_HEADER))
+    except OSError as e:
+        raise DatabaseUnusable(M.t("db_file_unreadable", path=path, cause=e.strerror)) from e
+    if not head:
+        raise DatabaseUnusable(M.t("db_file_empty", path=path))
+    if head != SQLITE_HEADER:
+        raise DatabaseUnusable(
+            M.t("db_file_unreadable", path=path, cause="it is not a SQLite database")
+        )
+
+
 class Database:
     """Owns the engines. `write()` and `read()` hand out sessions in a transaction."""
 
@@ -55,6 +85,7 @@ class Database:
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
+                check_sqlite_file(Path(parsed.database))
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
             self.engine = create_async_engine(url, echo=echo, connect_args=connect_args)
@@ -84,9 +115,15 @@ class Database:
             yield session
 
     async def migrate(self) -> None:
-        """Brings the schema to the newest Alembic revision (a no-op when it is)."""
-        async with self.engine.begin() as conn:
-            await conn.run_sync(_upgrade_to_head)
+        """Brings the schema to the newest Alembic revision (a no-op when it is). A
+        database that fails to open or read (damaged, unreachable) is named, with why."""
+        try:
+            async with self.engine.begin() as conn:
+                await conn.run_sync(_upgrade_to_head)
+        except (DBAPIError, OSError) as e:
+            where = make_url(self.url).render_as_string(hide_password=True)
+            cause = named(e) or str(getattr(e, "orig", e)).splitlines()[0][:200]
+            raise DatabaseUnusable(M.t("db_file_unreadable", path=where, cause=cause)) from e
 
     async def dispose(self) -> None:
         await self.engine.dispose()

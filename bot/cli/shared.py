@@ -17,6 +17,7 @@ from bot.core.context import CommandContext
 from bot.domain import Author, ChannelRef, Reply
 from bot.errors import UserError
 from bot.logs import configure_logging
+from bot.outages import explained
 
 T = TypeVar("T")
 log = logging.getLogger("tsuzuki.cli")
@@ -66,10 +67,10 @@ def execute(work: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
-    except Exception:
+    except Exception as e:
         log.exception("command failed")
         logfile = settings.data_dir / "logs" / "tsuzuki.log"
-        err.print(f"error: {M.t('internal_error')} ({logfile})", markup=False)
+        err.print(f"error: {explained(e)} ({logfile})", markup=False)
         raise typer.Exit(1) from None
 
 

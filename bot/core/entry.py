@@ -11,7 +11,6 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
-from bot import messages as M
 from bot.core.command_values import Command
 from bot.core.commands import Commands
 from bot.core.context import CommandContext
@@ -19,6 +18,7 @@ from bot.core.ingest import Ingest
 from bot.core.text_commands import parse_command, parse_named
 from bot.domain import ChannelRef, ChatMessage, Reply
 from bot.errors import UserError
+from bot.outages import explained
 from bot.ports import TextListener
 
 log = logging.getLogger(__name__)
@@ -78,8 +78,9 @@ async def _safely(call: Callable[[], Awaitable[Reply | None]]) -> Reply | None:
         return await call()
     except UserError as e:
         return Reply.error(e.reason)
-    except Exception:
+    except Exception as e:
         # The traceback goes to the log; the user gets no exception text, which could
-        # hold message content, paths or secrets.
+        # hold message content, paths or secrets: only a full disk or a damaged
+        # database is named (bot/outages.py).
         log.exception("unhandled error while handling an event")
-        return Reply.error(M.t("internal_error"))
+        return Reply.error(explained(e))

@@ -21,6 +21,7 @@ from bot.config import Settings
 from bot.core.background import Background
 from bot.domain import ChannelRef
 from bot.errors import UserError, WorkerLost
+from bot.outages import explained
 from bot.ports import HistorySource, Stores, Trainer
 from bot.records import ImportBatch, JobInfo
 from bot.statuses import GONE_VERSIONS, JobStatus
@@ -233,9 +234,9 @@ class JobRunner:
             beat.cancel()
             await self._release(job)
             raise
-        except Exception:
+        except Exception as e:
             log.exception("job %d (%s %s) failed", job.id, job.kind, job.channel)
-            status, error = JobStatus.FAILED, M.t("internal_error")
+            status, error = JobStatus.FAILED, explained(e)
         # The heartbeat stops before the end is recorded (no await in between): a
         # heartbeat after it would find the job no longer running and take that for a
         # take-over.

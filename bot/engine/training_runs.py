@@ -29,6 +29,7 @@ from bot.errors import UserError
 from bot.generation.loading import load_tokenizer
 from bot.generation.source import stale_scratch_dirs
 from bot.generation.spec import ModelSpec
+from bot.outages import doing
 from bot.ports import ChannelStore, MessageStore, ModelRegistry
 from bot.records import TrainingText
 from bot.statuses import VersionStatus
@@ -128,7 +129,8 @@ class TrainingService:
 
         # 1. The dataset: written once per run, reused when the run resumes; and the
         #    yardstick, the channel's own Markov chain on the same held-out messages.
-        dataset = await self._dataset(ref, start, run_dir)
+        with doing(M.t("doing_writing_dataset"), run_dir):
+            dataset = await self._dataset(ref, start, run_dir)
         eval_texts = read_eval_texts(run_dir)
         markov = await self._markov(run_dir, eval_texts)
 
@@ -144,7 +146,8 @@ class TrainingService:
         if resumed:
             log.info("%s: resuming training at step %d", ref, resumed_at)
         while not trainer.done:
-            result = await self.worker.run(trainer.work, priority=Priority.TRAINING)
+            with doing(M.t("doing_checkpoint"), run_dir):
+                result = await self.worker.run(trainer.work, priority=Priority.TRAINING)
             if result is None:
                 continue
             self.worker.record_training_step(result.seconds)
@@ -170,6 +173,12 @@ class TrainingService:
 
         # 5. The new version: complete on disk before anyone can see it.
         version = await self.registry.next_version(ref)
+        # A folder the registry does not know (a database restored from an older
+        # backup, a registration that crashed) is never written over: it may be the
+        # only copy of a version. The next free number is used instead.
+        while (channel_dir / f"v{version}").exists():
+            log.warning("%s: %s has no row in the database; left as it is", ref, f"v{version}")
+            version += 1
         final_dir = channel_dir / f"v{version}"
         info = ModelVersionInfo(
             channel=ref,
@@ -195,17 +204,18 @@ class TrainingService:
         base_ref = str(base)
         if base.kind == "scratch":
             base_ref = str(await self.resolver.scratch_base(ref, base))
-        await write_version(
-            self.worker,
-            trainer,
-            final_dir,
-            info,
-            dataset,
-            (result_eval, start_eval, markov),
-            base_ref,
-            mixture,
-            voices,
-        )
+        with doing(M.t("doing_saving_version", version=version), final_dir):
+            await write_version(
+                self.worker,
+                trainer,
+                final_dir,
+                info,
+                dataset,
+                (result_eval, start_eval, markov),
+                base_ref,
+                mixture,
+                voices,
+            )
         if not await self.registry.add(info, forget_epoch=forget_epoch):
             shutil.rmtree(final_dir, ignore_errors=True)
             shutil.rmtree(run_dir, ignore_errors=True)

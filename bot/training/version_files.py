@@ -43,53 +43,59 @@ async def write_version(
     result_eval, start_eval, markov = figures
     tmp = final_dir.with_name(final_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    await device.run(trainer.save_version, tmp)
-    await asyncio.to_thread(mixture.save, tmp)
-    adapter_config = tmp / ADAPTER_CONFIG
-    if adapter_config.is_file():
-        config = json.loads(adapter_config.read_text(encoding="utf-8"))
-        config["base_model_name_or_path"] = base_ref
-        adapter_config.write_text(json.dumps(config, indent=2), encoding="utf-8")
-    metadata: dict[str, Any] = {
-        "channel": str(info.channel),
-        "version": info.version,
-        "base_model": info.base_model,
-        "start": trainer.start,
-        **trainer.metadata(),
-        "train_loss": info.train_loss,
-        "eval_loss": result_eval.loss,
-        "eval_perplexity": result_eval.perplexity,
-        "eval_nats_per_char": result_eval.nats_per_char,
-        "eval_bits_per_char": result_eval.bits_per_char,
-        "markov_bits_per_char": markov.bits_per_char,
-        "live_bits_per_char": info.live_bits_per_char,
-        "live_markov_bits_per_char": markov.live_bits_per_char,
-        "markov_order": markov.order,
-        "mixture_weight": mixture.weight,
-        "valid_messages": dataset.valid_messages,
-        "start_eval_loss": start_eval.loss,
-        "messages": dataset.messages,
-        "train_messages": dataset.train_messages,
-        "eval_messages": dataset.eval_messages,
-        "created_at": info.created_at.isoformat(),
-        "voices": as_metadata(voices),
-    }
-    (tmp / METADATA).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
-    # Rendering takes about half a second: off the event loop, which must keep
-    # answering the platforms meanwhile.
-    await asyncio.to_thread(
-        partial(
-            save_loss_curve,
-            trainer.state.losses,
-            tmp / LOSS_CURVE,
-            eval_loss=result_eval.loss,
-            start_eval_loss=start_eval.loss,
-            valid=trainer.state.valid_losses,
-            best_step=trainer.state.best_step,
+    try:
+        await device.run(trainer.save_version, tmp)
+        await asyncio.to_thread(mixture.save, tmp)
+        adapter_config = tmp / ADAPTER_CONFIG
+        if adapter_config.is_file():
+            config = json.loads(adapter_config.read_text(encoding="utf-8"))
+            config["base_model_name_or_path"] = base_ref
+            adapter_config.write_text(json.dumps(config, indent=2), encoding="utf-8")
+        metadata: dict[str, Any] = {
+            "channel": str(info.channel),
+            "version": info.version,
+            "base_model": info.base_model,
+            "start": trainer.start,
+            **trainer.metadata(),
+            "train_loss": info.train_loss,
+            "eval_loss": result_eval.loss,
+            "eval_perplexity": result_eval.perplexity,
+            "eval_nats_per_char": result_eval.nats_per_char,
+            "eval_bits_per_char": result_eval.bits_per_char,
+            "markov_bits_per_char": markov.bits_per_char,
+            "live_bits_per_char": info.live_bits_per_char,
+            "live_markov_bits_per_char": markov.live_bits_per_char,
+            "markov_order": markov.order,
+            "mixture_weight": mixture.weight,
+            "valid_messages": dataset.valid_messages,
+            "start_eval_loss": start_eval.loss,
+            "messages": dataset.messages,
+            "train_messages": dataset.train_messages,
+            "eval_messages": dataset.eval_messages,
+            "created_at": info.created_at.isoformat(),
+            "voices": as_metadata(voices),
+        }
+        (tmp / METADATA).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
+        # Rendering takes about half a second: off the event loop, which must keep
+        # answering the platforms meanwhile.
+        await asyncio.to_thread(
+            partial(
+                save_loss_curve,
+                trainer.state.losses,
+                tmp / LOSS_CURVE,
+                eval_loss=result_eval.loss,
+                start_eval_loss=start_eval.loss,
+                valid=trainer.state.valid_losses,
+                best_step=trainer.state.best_step,
+            )
         )
-    )
-    shutil.rmtree(final_dir, ignore_errors=True)  # a leftover of a crashed registration
-    os.replace(tmp, final_dir)
+        # Never over an existing folder (os.replace refuses a non-empty one): the caller
+        # picked a number no folder has.
+        os.replace(tmp, final_dir)
+    except BaseException:
+        # A failed write (a full disk) leaves nothing half-written behind.
+        await asyncio.to_thread(shutil.rmtree, tmp, True)
+        raise
 
 
 def evaluate_dir(source: str, texts: list[str], block_size: int) -> EvalResult:

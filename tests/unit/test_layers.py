@@ -1,7 +1,7 @@
 """The layers point one way (DESIGN.md), lowest first:
 
     leaves (domain, setting_specs, errors, messages, statuses, records, processes,
-    device, token_bucket, logs) → storage → model code (generation, training,
+    device, token_bucket, logs, outages) → storage → model code (generation, training,
     importing) → ports, config → engine → core → adapters → app, benchmarks, demo → cli
 
 A module may import its own layer or one below it, never one above; and no two modules
@@ -40,6 +40,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                 "device",
                 "token_bucket",
                 "logs",
+                "outages",
             )
         ),
     ),
