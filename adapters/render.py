@@ -57,6 +57,16 @@ def strip_terminal_control(text: str) -> str:
     return _TERMINAL_CONTROL.sub("", text)
 
 
+_CONTROL_CHAR = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def escape_terminal_control(text: str) -> str:
+    """Text for a terminal with every control character (ANSI escapes, bidi overrides
+    included) written as its escape (`\\x1b`, `\\u202e`): shown, never obeyed. Line
+    breaks and tabs stay."""
+    return _CONTROL_CHAR.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
+
+
 def split_message(text: str, limit: int) -> list[str]:
     """Splits text into pieces of at most `limit` characters, at the most natural break
     inside the last half of each piece; a hard cut only when there is none."""

@@ -78,6 +78,15 @@ CATALOG: dict[str, dict[Locale, str]] = {
         "en": "I don't know the channel {channel} yet.",
         "ja": "チャンネル {channel} はまだ登録されていません。",
     },
+    "channel_never_seen": {
+        "en": "I have never seen {channel}: no message, event or import named it, so "
+        "nothing was changed. Known channels like it: {close}. To set up a channel before "
+        "its first message, add --create.",
+        "ja": "{channel} はまだ一度も見たことがありません（メッセージ、イベント、インポートの"
+        "いずれもありません）。何も変更していません。似た既知のチャンネル: {close}。"
+        "最初のメッセージより前に設定するには --create を付けてください。",
+    },
+    "channel_none_close": {"en": "none", "ja": "なし"},
     "setting_unknown": {
         "en": "Unknown setting '{key}'. Settings: {known}.",
         "ja": "'{key}' という設定はありません。設定項目: {known}。",

@@ -3,6 +3,7 @@
 Each builds a command value (bot/core/command_values.py) and runs it through the core, as a
 platform would; the operator at the terminal is an admin."""
 
+import difflib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from bot.core.presentation import quality_fields
 from bot.core.text_commands import parse_models, parse_settings, parse_training
 from bot.domain import ChannelRef
 from bot.errors import UserError
+from bot.ports import ChannelStore
 from bot.setting_specs import SETTING_SPECS
 
 if TYPE_CHECKING:
@@ -109,6 +111,11 @@ def _import_progress(path: Path) -> Iterator["ImportProgress | None"]:
         yield ImportProgress(parse=on_parse, store=on_store)
 
 
+CREATE = typer.Option(
+    "--create", help="Also for a channel the bot has not seen yet (no message or event)."
+)
+
+
 def _setting_option(name: str) -> str:
     spec = SETTING_SPECS[name]
     return f"{spec.help} ({spec.describe_range()})"
@@ -166,9 +173,10 @@ def settings(
     action: Annotated[str, typer.Argument(help="show | set | reset")] = "show",
     key: Annotated[str | None, typer.Argument(help="Setting name, for set and reset.")] = None,
     value: Annotated[str | None, typer.Argument(help="New value, for set.")] = None,
+    create: Annotated[bool, CREATE] = False,
 ) -> None:
     """Show or change a channel's sampling settings (changes go to the audit log)."""
-    _run(channel, _parsed(parse_settings, action, key, value))
+    _run(channel, _parsed(parse_settings, action, key, value), known_only=not create)
 
 
 @cli.command()
@@ -189,11 +197,12 @@ def channels(
     channel: Annotated[str, typer.Argument(help="e.g. console:general")],
     setting: Annotated[str, typer.Argument(help="training")],
     value: Annotated[str, typer.Argument(help="on | off")],
+    create: Annotated[bool, CREATE] = False,
 ) -> None:
     """Turn training on or off for a channel (consent; audited)."""
     if setting != "training" or value not in ("on", "off"):
-        usage("usage: tsuzuki channels CHANNEL training on|off")
-    _run(channel, parse_training([value]))
+        usage("usage: tsuzuki channels CHANNEL training on|off [--create]")
+    _run(channel, parse_training([value]), known_only=not create)
 
 
 @cli.command("eval")
@@ -214,6 +223,20 @@ def eval_(
     execute(work)
 
 
+async def _known(channels: ChannelStore, ref: ChannelRef) -> None:
+    known = [str(k) for k in await channels.known()]
+    if str(ref) in known:
+        return
+    close = difflib.get_close_matches(str(ref), known, n=5, cutoff=0.6)
+    raise UserError(
+        M.t(
+            "channel_never_seen",
+            channel=ref,
+            close=", ".join(close) if close else M.t("channel_none_close"),
+        )
+    )
+
+
 def _parsed(parse: Callable[[list[str]], Command], *words: str | None) -> Command:
     """The arguments as words, read by the one parser (bot/core/text_commands.py) as
     the same command typed in a channel would be; its usage when they are not one."""
@@ -223,14 +246,18 @@ def _parsed(parse: Callable[[list[str]], Command], *words: str | None) -> Comman
         usage(e.reason)
 
 
-def _run(channel: str, command: Command) -> None:
+def _run(channel: str, command: Command, *, known_only: bool = False) -> None:
     """Runs one command value in CHANNEL through the core, as the operator, and prints
-    the reply (an error reply exits non-zero)."""
+    the reply (an error reply exits non-zero). `known_only`: refused for a channel the
+    bot has never seen, so a typo records no consent or setting for a channel that
+    does not exist."""
     from bot.app import running_app
 
     async def work(settings: Settings) -> None:
         ref = ChannelRef.parse(channel)
         async with running_app(settings) as app:
+            if known_only:
+                await _known(app.channels, ref)
             reply = await app.core.on_command(operator(ref), command)
         print_reply(reply)
 

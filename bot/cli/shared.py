@@ -11,6 +11,7 @@ from typing import Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 
+from adapters.render import escape_terminal_control
 from bot import messages as M
 from bot.config import Settings, load_settings
 from bot.core.context import CommandContext
@@ -21,8 +22,20 @@ from bot.outages import explained
 
 T = TypeVar("T")
 log = logging.getLogger("tsuzuki.cli")
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class TerminalConsole(Console):
+    """rich's Console that shows control characters in text escaped, never obeyed: a
+    channel id, prompt or message with ANSI escapes cannot recolour, move or clear the
+    operator's terminal."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        safe = [escape_terminal_control(o) if isinstance(o, str) else o for o in objects]
+        super().print(*safe, **kwargs)
+
+
+out = TerminalConsole(highlight=False, soft_wrap=True)
+err = TerminalConsole(stderr=True, highlight=False, soft_wrap=True)
 
 cli = typer.Typer(
     help="Tsuzuki (続き): a chat bot that writes in the voice of a channel.",
@@ -58,12 +71,12 @@ def execute(work: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
     try:
         settings = load_cli_settings()
     except UserError as e:
-        err.print(f"error: {e.reason}", markup=False)
+        err.print(f"error: {escape_terminal_control(e.reason)}", markup=False)
         raise typer.Exit(2) from None
     try:
         return asyncio.run(work(settings))
     except UserError as e:
-        err.print(f"error: {e.reason}", markup=False)
+        err.print(f"error: {escape_terminal_control(e.reason)}", markup=False)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
@@ -86,13 +99,13 @@ def print_reply(reply: Reply) -> None:
         raise UserError(reply.texts[0])
     for i, text in enumerate(reply.texts, start=1):
         prefix = M.t("variant", i=i, n=len(reply.texts)) + " " if len(reply.texts) > 1 else ""
-        out.print(prefix + text, markup=False)
+        out.print(prefix + escape_terminal_control(text), markup=False)
     if reply.image is not None:
         out.print(M.t("console_image", path=reply.image), markup=False)
 
 
 def usage(text: str) -> NoReturn:
-    err.print(f"error: {text}", markup=False)
+    err.print(f"error: {escape_terminal_control(text)}", markup=False)
     raise typer.Exit(2)
 
 

@@ -69,7 +69,7 @@ def test_broken_import_is_one_clear_line(env: dict[str, str], tmp_path: Path) ->
 
 
 def test_settings_set_show_reset_and_invalid_values(env: dict[str, str]) -> None:
-    tsuzuki(env, "settings", "console:general", "set", "top_k", "12")
+    tsuzuki(env, "settings", "console:general", "set", "top_k", "12", "--create")
     shown = tsuzuki(env, "settings", "console:general", "show").stdout
     assert "top_k = 12 (set for this channel" in shown
     bad = tsuzuki(env, "settings", "console:general", "set", "top_p", "inf", check=False)

@@ -98,3 +98,31 @@ def test_a_damaged_database_file_is_named(env: dict[str, str], tmp_path: Path) -
     assert proc.returncode != 0
     assert "damaged" in proc.stderr or "cannot be used" in proc.stderr, proc.stderr
     assert "something went wrong" not in proc.stderr
+
+
+def test_a_channel_never_seen_is_refused_unless_created(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    club(env, tmp_path)
+    typo = tsuzuki(env, "channels", "console:clb", "training", "on", check=False)
+    assert typo.returncode == 1
+    assert "I have never seen console:clb" in typo.stderr
+    assert "Known channels like it: console:club." in typo.stderr
+    for _ in range(2):  # the refusal recorded nothing: refused again
+        refused = tsuzuki(env, "settings", "slack:T9/TYPO", "set", "top_k", "5", check=False)
+        assert refused.returncode == 1 and "never seen slack:T9/TYPO" in refused.stderr
+        assert "like it: none" in refused.stderr
+    made = tsuzuki(env, "channels", "slack:T9/NEW", "training", "on", "--create")
+    assert "training is now on" in made.stdout.lower()
+    assert "top_k = 50" in tsuzuki(env, "settings", "slack:T9/NEW", "show").stdout
+
+
+def test_control_characters_reach_the_terminal_escaped(env: dict[str, str]) -> None:
+    bad_id = tsuzuki(env, "channels", "console:a\x1b[2J\x07", "training", "on", check=False)
+    assert bad_id.returncode == 1
+    assert "\x1b" not in bad_id.stderr and "\x07" not in bad_id.stderr
+    assert "console:a\\x1b[2J\\x07" in bad_id.stderr
+    prompt = "\x1b[31mred\u202e"
+    answer = tsuzuki(env, "continue", "console:general", prompt, "--seed", "1").stdout
+    assert "\x1b" not in answer and "\u202e" not in answer
+    assert answer.startswith("\\x1b[31mred\\u202e")
