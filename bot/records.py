@@ -48,6 +48,9 @@ class ChannelInfo:
     name: str
     training_enabled: bool
     sampling: dict[str, Any]
+    # When a stored message was last deleted or edited: versions trained before then
+    # still hold what it said, so the next nightly run is due.
+    history_changed_at: datetime | None = None
 
 
 @dataclass

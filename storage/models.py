@@ -75,6 +75,8 @@ class Channel(Base):
     sampling: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # When a stored message was last deleted or edited (the nightly run is due after).
+    history_changed_at: Mapped[datetime | None]
 
 
 class User(Base):

@@ -77,9 +77,14 @@ class JobRunner:
         self.history: dict[str, HistorySource] = {}
 
     async def due_channels(self) -> list[ChannelRef]:
-        """Channels with training on and enough new messages since their last version."""
+        """Channels with training on and enough new messages since their last version,
+        or a message deleted or edited since it (the version still holds it)."""
         due = []
         for ref in await self.stores.channels.training_channels():
+            if await self._changed_under_versions(ref):
+                log.info("%s: messages deleted or edited since its last version: due", ref)
+                due.append(ref)
+                continue
             # A version withdrawn because a member opted out, or retired by a reset,
             # does not count: a channel left with none is due again, on its whole
             # history, though nothing new was said.
@@ -93,6 +98,16 @@ class JobRunner:
             else:
                 log.info("%s: %d new messages, not due for training", ref, new)
         return due
+
+    async def _changed_under_versions(self, ref: ChannelRef) -> bool:
+        channel = await self.stores.channels.get(ref)
+        changed = channel.history_changed_at if channel else None
+        if changed is None:
+            return False
+        versions = [
+            v for v in await self.stores.registry.versions(ref) if v.status not in GONE_VERSIONS
+        ]
+        return bool(versions) and changed > max(v.created_at for v in versions)
 
     async def queue_due_training(self) -> list[JobInfo]:
         """What the nightly schedule does: a training job for each due channel (an

@@ -12,6 +12,7 @@ from bot.records import ChannelInfo
 from storage.db import Database
 from storage.models import AuditEntry, Channel
 from storage.stores.rows import (
+    as_utc,
     audit_entry,
     channel_id_query,
     channel_query,
@@ -28,6 +29,9 @@ def channel_info(channel: Channel, ref: ChannelRef) -> ChannelInfo:
         name=channel.name,
         training_enabled=channel.training_enabled,
         sampling=dict(channel.sampling or {}),
+        history_changed_at=(
+            as_utc(channel.history_changed_at) if channel.history_changed_at else None
+        ),
     )
 
 

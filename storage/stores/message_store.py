@@ -4,7 +4,7 @@ replies and for training, never with the text of members who opted out."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, case, delete, func, or_, select, tuple_, update
@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.domain import Author, ChannelRef, ChatMessage
 from bot.records import ImportBatch, ImportCounts, LiveFingerprint, LiveRow, TrainingText
 from storage.db import Database
-from storage.models import Message, User, VoiceConsent
+from storage.models import Channel, Message, User, VoiceConsent
 from storage.stores.message_bulk import bulk_insert
 from storage.stores.rows import (
     BULK_CHUNK,
@@ -54,6 +54,15 @@ def _group_batch(
 
 
 VOICE_KEY = "voice-tags"
+
+
+async def _history_changed(session: AsyncSession, ref: ChannelRef) -> None:
+    """Marks the channel's history as changed under its versions (a delete, an edit)."""
+    await session.execute(
+        update(Channel)
+        .where(Channel.id == channel_id_query(ref))
+        .values(history_changed_at=datetime.now(UTC))
+    )
 
 
 class SqlMessageStore:
@@ -169,7 +178,10 @@ class SqlMessageStore:
                 )
                 .values(text=text, edited_at=as_utc(at))
             )
-            return bool(res.rowcount)  # type: ignore[attr-defined]
+            changed = bool(res.rowcount)  # type: ignore[attr-defined]
+            if changed:
+                await _history_changed(session, ref)
+            return changed
 
     async def delete(self, ref: ChannelRef, external_ids: Sequence[str]) -> int:
         async with self.db.write() as session:
@@ -179,7 +191,10 @@ class SqlMessageStore:
                     Message.external_id.in_(list(external_ids)),
                 )
             )
-            return int(res.rowcount)  # type: ignore[attr-defined]
+            deleted = int(res.rowcount)  # type: ignore[attr-defined]
+            if deleted:
+                await _history_changed(session, ref)
+            return deleted
 
     async def recent(self, ref: ChannelRef, limit: int) -> list[ChatMessage]:
         if limit <= 0:

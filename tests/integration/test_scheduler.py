@@ -10,8 +10,9 @@ from sqlalchemy import create_engine, text
 
 from bot.app import App
 from bot.core.scheduler import NIGHTLY_JOB_ID, build_scheduler, start_scheduler
-from bot.domain import Author, ChannelRef, ChatMessage
+from bot.domain import Author, ChannelRef, ChatMessage, ModelVersionInfo
 from bot.records import ImportBatch
+from bot.statuses import VersionStatus
 from storage.db import sync_url
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -121,3 +122,29 @@ async def test_only_consenting_channels_with_enough_new_messages_are_due(app: Ap
     again = await app.runner.queue_due_training()
     assert [j.id for j in again] == [j.id for j in queued]  # not queued twice
     assert len(await app.jobs.recent()) == 1
+
+
+async def test_a_delete_or_an_edit_since_the_last_version_makes_the_channel_due(
+    app: App,
+) -> None:
+    ref = ChannelRef.parse("console:edited")
+    await add_messages(app, ref, 60)
+    await app.channels.set_training(ref, True, actor="test")
+    _, newest = await app.messages.training_snapshot(ref)
+
+    async def version(n: int) -> None:
+        info = ModelVersionInfo(
+            ref, n, "scratch:tiny", "full", f"/v{n}", VersionStatus.CANDIDATE,
+            datetime.now(UTC), last_message_id=newest,
+        )  # fmt: skip
+        await app.registry.add(info)
+
+    await version(1)
+    assert await app.runner.due_channels() == []  # nothing new since v1
+    # A member deletes one message on the platform: v1 still holds it.
+    await app.core.on_delete(ref, ["m3"])
+    assert await app.runner.due_channels() == [ref]
+    await version(2)
+    assert await app.runner.due_channels() == []
+    await app.core.on_edit(ref, "m4", "changed my mind", datetime.now(UTC))
+    assert await app.runner.due_channels() == [ref]
