@@ -53,7 +53,9 @@ class ModelParts:
 def model_parts(settings: Settings, stores: SqlStores, device: Device) -> ModelParts:
     """The resolver of the configured base and the training runs, on `device`."""
     base = ModelSpec.parse(settings.base_model)
-    resolver = ModelResolver(base, settings.models_dir, stores.registry, stores.messages, device)
+    resolver = ModelResolver(
+        base, settings.models_dir, stores.registry, stores.messages, device, stores.channels
+    )
     training = TrainingService(
         settings, stores.channels, stores.messages, stores.registry, resolver, device
     )

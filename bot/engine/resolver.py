@@ -19,10 +19,14 @@ from bot.generation.chat_text import clean_message
 from bot.generation.scratch import create_scratch
 from bot.generation.source import ModelSource, scratch_dir
 from bot.generation.spec import ModelSpec
-from bot.ports import MessageStore, ModelRegistry
+from bot.ports import ChannelStore, MessageStore, ModelRegistry
 
 # How much history a scratch tokenizer is fitted to when a channel first needs one.
 SCRATCH_TOKENIZER_MESSAGES = 50_000
+# The scratch bases of channels whose admins have not turned training on: fitted to no
+# one's messages (bytes only), shared by all of them. No channel's folder is named so
+# (ChannelRef.slug always holds a `+`).
+UNCONSENTED_DIR = "_no-history"
 
 
 class ModelResolver:
@@ -33,11 +37,13 @@ class ModelResolver:
         registry: ModelRegistry,
         messages: MessageStore,
         worker: Device,
+        channels: ChannelStore,
     ) -> None:
         self.base = base
         self.models_dir = models_dir
         self.registry = registry
         self.messages = messages
+        self.channels = channels
         self.worker = worker
         self._creating: dict[Path, asyncio.Lock] = {}
         self._located: dict[str, Path] = {}  # spec → directory, for hub ids and dirs
@@ -77,12 +83,22 @@ class ModelResolver:
         too, so the next one is fitted to what is left, in a directory of its own (see
         scratch_dir; the old one is deleted, TrainingService.delete_forgotten)."""
         spec = spec or self.base
-        epoch = await self.registry.forget_epoch(ref)
-        directory = scratch_dir(self.models_dir / ref.slug, spec, epoch)
+        channel = await self.channels.get(ref)
+        consented = channel is not None and channel.training_enabled
+        if consented:
+            epoch = await self.registry.forget_epoch(ref)
+            directory = scratch_dir(self.models_dir / ref.slug, spec, epoch)
+        else:
+            # Nothing learns from a channel's messages before an admin turns training
+            # on, its tokenizer included: until then it answers from a base fitted to
+            # nobody's.
+            directory = scratch_dir(self.models_dir / UNCONSENTED_DIR, spec, 0)
         lock = self._creating.setdefault(directory, asyncio.Lock())
         async with lock:
             if not directory.is_dir():
-                history = await self.messages.recent(ref, SCRATCH_TOKENIZER_MESSAGES)
-                texts = [clean_message(m.text) for m in history]
+                texts: list[str] = []
+                if consented:
+                    history = await self.messages.recent(ref, SCRATCH_TOKENIZER_MESSAGES)
+                    texts = [clean_message(m.text) for m in history]
                 await self.worker.run(create_scratch, directory, spec.scratch_size, texts)
         return directory

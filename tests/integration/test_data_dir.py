@@ -142,3 +142,27 @@ async def test_what_failed_runs_left_is_cleared_on_start(local_settings: Setting
     async with running_app(local_settings):
         # An hour old: a run that died. Seconds old: maybe another process writing now.
         assert not stale.exists() and fresh.is_dir()
+
+
+async def test_no_tokenizer_learns_from_a_channel_before_its_admin_turns_training_on(
+    local_settings: Settings,
+) -> None:
+    ref = ChannelRef.parse("console:private")
+    models = local_settings.models_dir
+    async with running_app(local_settings) as app:
+        await app.messages.add_batch(history(ref, "秘密の合言葉"))
+        reply = await app.core.on_command(
+            CommandContext(ref, Author("asker", "")), Continue("秘密", {"seed": 1})
+        )
+        assert not reply.is_error
+        # Answered from a base fitted to nobody's messages: its vocabulary is bytes.
+        assert not (models / ref.slug).exists()
+        shared = json.loads(
+            (models / "_no-history" / "scratch-tiny" / "tokenizer.json").read_text()
+        )
+        assert len(shared["model"]["vocab"]) <= 260
+        # With consent, the channel's own base learns its history.
+        await app.channels.set_training(ref, True, actor="test")
+        await train(app, ref, payload=QUICK)
+        own = json.loads((models / ref.slug / "scratch-tiny" / "tokenizer.json").read_text())
+        assert len(own["model"]["vocab"]) > len(shared["model"]["vocab"]) + 10  # merges
