@@ -101,13 +101,12 @@ class TrainingService:
             "full" if base.kind == "scratch" else "lora"
         )
         # The run's settings: TrainConfig's defaults, what this machine and the
-        # settings decide, then what the run asked for.
+        # settings decide, then what the run asked for. Asking torch about the device
+        # imports it (a second or more, the first time): on the device worker, never
+        # on the event loop.
+        bf16 = await self.worker.run(bf16_supported)
         config = replace(
-            TrainConfig(
-                method=method,
-                max_minutes=self.settings.train_max_minutes,
-                bf16=bf16_supported(),
-            ),
+            TrainConfig(method=method, max_minutes=self.settings.train_max_minutes, bf16=bf16),
             **{k: v for k, v in options.changes.items() if k != "method"},
         )
         # Read before anything else the run uses (its start, its data): a member's

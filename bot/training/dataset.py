@@ -96,6 +96,82 @@ def tokenize_messages(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> n
     return np.asarray(flat, dtype=TOKEN_DTYPE)
 
 
+class _DatasetWriter:
+    """Writes the split files page by page. Every call does CPU or disk work (clean-up,
+    spam filter, JSON, tokenizing, writes), so build_dataset runs each one in a
+    thread: a channel of 100,000 messages would otherwise freeze the event loop, and
+    every platform connection with it, for seconds."""
+
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, out_dir: Path, total: int, options: DatasetOptions
+    ) -> None:
+        self.tokenizer, self.out_dir, self.options = tokenizer, out_dir, options
+        n_eval = eval_count(total, options.eval_fraction)
+        self.n_train_target = total - n_eval
+        # Validation only once there is enough to spare: a tiny channel trains on all.
+        n_valid = (
+            eval_count(self.n_train_target, options.valid_fraction)
+            if self.n_train_target >= 20
+            else 0
+        )
+        self.n_fit_target = self.n_train_target - n_valid
+        self.spam = SpamFilter()
+        self.seen = self.kept = self.skipped = 0
+        self.train_messages = self.eval_messages = self.valid_messages = self.train_tokens = 0
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.train_f = (out_dir / "train.bin").open("wb")
+        self.texts_f = (out_dir / "train.jsonl").open("w", encoding="utf-8")
+        self.valid_f = (out_dir / "valid.jsonl").open("w", encoding="utf-8")
+        self.eval_f = (out_dir / "eval.jsonl").open("w", encoding="utf-8")
+
+    def add_page(self, page: list[tuple[str, str, str]]) -> None:
+        train_texts: list[str] = []
+        for author, raw, voice in page:
+            self.seen += 1
+            text = clean_message(raw)
+            if not self.spam.keep(text):
+                self.skipped += 1
+                continue
+            self.kept += 1
+            text = model_text(text, author, voice, self.options.author_prefix)
+            line = json.dumps(text, ensure_ascii=False) + "\n"
+            if self.seen <= self.n_fit_target:
+                train_texts.append(text)
+                self.texts_f.write(line)
+            elif self.seen <= self.n_train_target:
+                self.texts_f.write(line)
+                self.valid_f.write(line)
+                self.valid_messages += 1
+            else:
+                self.eval_f.write(line)
+                self.eval_messages += 1
+        if train_texts:
+            ids = tokenize_messages(self.tokenizer, train_texts)
+            self.train_f.write(ids.tobytes())
+            self.train_messages += len(train_texts)
+            self.train_tokens += len(ids)
+
+    def close(self) -> None:
+        for f in (self.train_f, self.texts_f, self.valid_f, self.eval_f):
+            f.close()
+
+    def finish(self, max_message_id: int) -> DatasetInfo:
+        self.close()
+        eval_lists = _eval_token_lists(self.tokenizer, read_eval_texts(self.out_dir))
+        info = DatasetInfo(
+            self.kept,
+            self.skipped,
+            self.train_messages,
+            self.eval_messages,
+            self.train_tokens,
+            sum(len(ids) for ids in eval_lists),
+            max_message_id,
+            self.valid_messages,
+        )
+        info.save(self.out_dir / "dataset.json")
+        return info
+
+
 async def build_dataset(
     pages: AsyncIterator[list[tuple[str, str, str]]],
     total: int,
@@ -106,61 +182,16 @@ async def build_dataset(
 ) -> DatasetInfo:
     """Writes out_dir/train.bin (token stream) and out_dir/eval.jsonl (held-out texts)
     from pages of (author, text, voice tag or "") oldest first; `total` is how many the
-    pages hold, up to message `max_message_id`."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    n_eval = eval_count(total, options.eval_fraction)
-    n_train_target = total - n_eval
-    # Validation only once there is enough to spare: a tiny channel trains on all.
-    n_valid = eval_count(n_train_target, options.valid_fraction) if n_train_target >= 20 else 0
-    n_fit_target = n_train_target - n_valid
-    spam = SpamFilter()
-    seen = kept = skipped = train_messages = eval_messages = train_tokens = eval_tokens = 0
-    valid_messages = 0
-    with (
-        (out_dir / "train.bin").open("wb") as train_f,
-        (out_dir / "train.jsonl").open("w", encoding="utf-8") as texts_f,
-        (out_dir / "valid.jsonl").open("w", encoding="utf-8") as valid_f,
-        (out_dir / "eval.jsonl").open("w", encoding="utf-8") as eval_f,
-    ):
+    pages hold, up to message `max_message_id`. Only the reading of pages runs on the
+    event loop; the work on each page runs in a thread."""
+    writer = await asyncio.to_thread(_DatasetWriter, tokenizer, out_dir, total, options)
+    try:
         async for page in pages:
-            train_texts: list[str] = []
-            for author, raw, voice in page:
-                seen += 1
-                text = clean_message(raw)
-                if not spam.keep(text):
-                    skipped += 1
-                    continue
-                kept += 1
-                text = model_text(text, author, voice, options.author_prefix)
-                if seen <= n_fit_target:
-                    train_texts.append(text)
-                    texts_f.write(json.dumps(text, ensure_ascii=False) + "\n")
-                elif seen <= n_train_target:
-                    texts_f.write(json.dumps(text, ensure_ascii=False) + "\n")
-                    valid_f.write(json.dumps(text, ensure_ascii=False) + "\n")
-                    valid_messages += 1
-                else:
-                    eval_f.write(json.dumps(text, ensure_ascii=False) + "\n")
-                    eval_messages += 1
-            if train_texts:
-                # Tokenizing is CPU work in Rust; keep it off the event loop.
-                ids = await asyncio.to_thread(tokenize_messages, tokenizer, train_texts)
-                train_f.write(ids.tobytes())
-                train_messages += len(train_texts)
-                train_tokens += len(ids)
-    eval_tokens = sum(len(ids) for ids in _eval_token_lists(tokenizer, read_eval_texts(out_dir)))
-    info = DatasetInfo(
-        kept,
-        skipped,
-        train_messages,
-        eval_messages,
-        train_tokens,
-        eval_tokens,
-        max_message_id,
-        valid_messages,
-    )
-    info.save(out_dir / "dataset.json")
-    return info
+            await asyncio.to_thread(writer.add_page, page)
+    except BaseException:
+        writer.close()
+        raise
+    return await asyncio.to_thread(writer.finish, max_message_id)
 
 
 def read_eval_texts(out_dir: Path, name: str = "eval") -> list[str]:
