@@ -16,7 +16,7 @@ from bot.device import Device
 from bot.domain import ChannelRef
 from bot.generation.bases import locate
 from bot.generation.chat_text import clean_message
-from bot.generation.scratch import create_scratch
+from bot.generation.scratch import ScratchSize, create_scratch
 from bot.generation.source import ModelSource, scratch_dir
 from bot.generation.spec import ModelSpec
 from bot.ports import ChannelStore, MessageStore, ModelRegistry
@@ -99,6 +99,11 @@ class ModelResolver:
                 texts: list[str] = []
                 if consented:
                     history = await self.messages.recent(ref, SCRATCH_TOKENIZER_MESSAGES)
-                    texts = [clean_message(m.text) for m in history]
-                await self.worker.run(create_scratch, directory, spec.scratch_size, texts)
+                    texts = [m.text for m in history]
+                await self.worker.run(_create_scratch, directory, spec.scratch_size, texts)
         return directory
+
+
+def _create_scratch(directory: Path, size: ScratchSize, texts: list[str]) -> None:
+    # Cleaning 50,000 messages takes a while: here on the device worker, not the loop.
+    create_scratch(directory, size, [clean_message(t) for t in texts])
