@@ -16,9 +16,9 @@ from bot.device import Device
 from bot.domain import ChannelRef
 from bot.generation.bases import locate
 from bot.generation.chat_text import clean_message
-from bot.generation.scratch import ScratchSize, create_scratch
+from bot.generation.scratch import create_scratch
 from bot.generation.source import ModelSource, scratch_dir
-from bot.generation.spec import ModelSpec
+from bot.generation.spec import ModelSpec, ScratchSize
 from bot.ports import ChannelStore, MessageStore, ModelRegistry
 
 # How much history a scratch tokenizer is fitted to when a channel first needs one.
