@@ -15,6 +15,10 @@ COPY adapters adapters
 COPY storage storage
 # The `ray` extra: Ray (Serve) for TSUZUKI_ENGINE=ray and for the Ray nodes.
 RUN pip install --no-cache-dir --extra-index-url "${TORCH_INDEX}" ".[ray]"
+# Everything runs as an unprivileged user that owns only /data (a new named volume
+# takes the folder's owner from the image).
+RUN useradd --create-home --uid 10001 tsuzuki && mkdir -p /data && chown tsuzuki:tsuzuki /data
+USER tsuzuki
 ENV TSUZUKI_DATA_DIR=/data
 VOLUME /data
 # No ENTRYPOINT: the same image runs the bot (this default command) or a Ray node

@@ -105,7 +105,9 @@ class App:
             from prometheus_client import start_http_server
 
             start_http_server(
-                self.settings.metrics_port, addr="127.0.0.1", registry=self.worker.metrics.registry
+                self.settings.metrics_port,
+                addr=self.settings.metrics_host,
+                registry=self.worker.metrics.registry,
             )
 
     async def close(self) -> None:

@@ -78,9 +78,12 @@ class Settings(BaseSettings):
     batch_window_ms: float = Field(default=2.0, ge=0, le=1000)
     # Memory for models kept loaded (bases; LoRA adapters ride on them).
     model_cache_mb: int = Field(default=4096, ge=64)
-    # Prometheus metrics on http://127.0.0.1:PORT/metrics while the bot runs (0: off);
+    # Prometheus metrics on http://METRICS_HOST:PORT/metrics while the bot runs (0: off);
     # `tsuzuki status` reads them from there.
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    # The address the metrics listen on: this machine only by default. In a container,
+    # 0.0.0.0 lets Prometheus in another container on the same network scrape them.
+    metrics_host: str = Field(default="127.0.0.1", min_length=1, max_length=255)
     # Serve every base in low precision: int8 weights on the CPU (bf16 on a GPU), each
     # channel's LoRA adapter on top in float32. About 2x faster decoding, held-out loss
     # within 0.5% of float32; a seeded request may read differently in a batch than

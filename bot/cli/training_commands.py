@@ -177,7 +177,10 @@ def status() -> None:
                 markup=False,
             )
         else:
-            url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
+            # Listening on every address includes this machine's loopback.
+            host = settings.metrics_host
+            host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+            url = f"http://{host}:{settings.metrics_port}/metrics"
 
             def fetch() -> str:
                 with urllib.request.urlopen(url, timeout=3) as response:

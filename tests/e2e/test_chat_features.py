@@ -116,7 +116,7 @@ async def test_discord_continue_as_a_member_after_their_voice_on(
         assert "your voice" in said
         answer = await continue_as(MEMBER)
         assert answer["content"] == "晩ごはんは …" and not answer.get("flags", 0) & 64
-        assert generator.requests[-1].prompt.startswith("«")
+        assert generator.requests[-1].voice.startswith("«")
 
         await discord_command(fake, MEMBER, "voice off")
         assert "has not lent" in str((await continue_as(MEMBER))["content"])
@@ -141,4 +141,4 @@ async def test_slack_continue_as_a_member_after_their_voice_on(
         assert "your voice" in str(said["text"])
         answer = await continue_as("晩ごはんは as:<@UMEMBER|member>")
         assert answer["text"] == "晩ごはんは …" and answer["response_type"] == "in_channel"
-        assert generator.requests[-1].prompt.startswith("«")
+        assert generator.requests[-1].voice.startswith("«")

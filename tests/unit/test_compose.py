@@ -6,6 +6,7 @@ wrong address, a GPU reservation that never reaches Ray, a variable with no defa
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import shlex
 import shutil
@@ -47,6 +48,11 @@ def _interpolate(text: str, env: Mapping[str, str]) -> str:
         if not token.startswith("{"):
             return env.get(token, "")
         inner = token[1:-1]
+        if ":?" in inner:  # required: compose refuses to go on without it
+            name = inner.split(":?", 1)[0]
+            if not env.get(name):
+                raise AssertionError(f"{name} must be set")
+            return env[name]
         if ":-" in inner:
             name, default = inner.split(":-", 1)
             return env.get(name) or default
@@ -79,6 +85,10 @@ def _strings(node: Any) -> Iterator[str]:
             yield from _strings(item)
 
 
+# What a deployer's .env holds (the secrets have no default).
+SECRET_VALUES = {"POSTGRES_PASSWORD": "a-password", "RAY_AUTH_TOKEN": "a-token"}
+
+
 def _raw() -> dict[str, Any]:
     loaded = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
     assert isinstance(loaded, dict)
@@ -88,7 +98,7 @@ def _raw() -> dict[str, Any]:
 def _compose(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """docker-compose.yml as compose would see it with these variables set (none: with
     no .env and a clean shell)."""
-    resolved = _resolve(_raw(), env or {})
+    resolved = _resolve(_raw(), {**SECRET_VALUES, **(env or {})})
     assert isinstance(resolved, dict)
     return resolved
 
@@ -189,17 +199,49 @@ def test_every_named_volume_is_declared() -> None:
                 assert source in declared, f"{name} mounts undeclared volume {source}"
 
 
-def test_every_variable_has_a_default() -> None:
-    """So `docker compose config` (and `up`) work with no .env and a clean shell."""
-    missing = []
+# The secrets: required (`${NAME:?why}`), so no deployment runs on a value from this file.
+SECRETS = ("POSTGRES_PASSWORD", "RAY_AUTH_TOKEN")
+
+
+def test_every_variable_has_a_default_but_the_secrets_which_must_be_set() -> None:
+    """So `docker compose config` works with a clean shell and only the secrets in .env,
+    and a forgotten secret stops `up` with its name rather than starting on a default."""
+    missing, required = [], set()
     for text in _strings(_raw()):
         for match in _INTERPOLATION.finditer(text):
             token = match.group(1)
             if token == "$":
                 continue
-            if token is None or not token.startswith("{") or "-" not in token:
+            if token and token.startswith("{") and ":?" in token:
+                required.add(token[1:].split(":?", 1)[0])
+            elif token is None or not token.startswith("{") or "-" not in token:
                 missing.append(match.group(0))
     assert not missing, f"variables without a default: {missing}"
+    assert required == set(SECRETS)
+    raw = COMPOSE.read_text(encoding="utf-8")
+    assert "tsuzuki:tsuzuki@" not in raw and "POSTGRES_PASSWORD: tsuzuki" not in raw
+
+
+def test_ray_asks_every_caller_for_its_token_and_metrics_reach_prometheus_only() -> None:
+    compose = _compose()
+    for name in PROJECT_SERVICES:
+        env = compose["services"][name]["environment"]
+        assert env["RAY_AUTH_MODE"] == "token", name
+    bot = compose["services"]["bot"]
+    assert bot["environment"]["TSUZUKI_METRICS_HOST"] == "0.0.0.0"
+    assert "ports" not in bot  # the compose network only
+    prometheus = compose["services"]["prometheus"]
+    assert all(str(p).startswith("127.0.0.1:") for p in prometheus["ports"])
+    scrape = compose["configs"]["prometheus"]["content"]
+    assert f"bot:{bot['environment']['TSUZUKI_METRICS_PORT']}" in scrape
+
+
+def test_the_image_runs_as_an_unprivileged_user() -> None:
+    users = [
+        line.split()[1] for line in DOCKERFILE.read_text("utf-8").splitlines()
+        if line.startswith("USER ")
+    ]  # fmt: skip
+    assert users and users[-1] not in ("root", "0")
 
 
 def test_the_project_services_share_one_image() -> None:
@@ -349,6 +391,7 @@ def test_docker_compose_config_accepts_the_file() -> None:
         result = subprocess.run(
             [docker, "compose", "-f", str(COMPOSE), *profiles, "config", "-q"],
             cwd=ROOT,
+            env={**os.environ, **SECRET_VALUES},
             capture_output=True,
             text=True,
             timeout=60,
