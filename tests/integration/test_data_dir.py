@@ -166,3 +166,22 @@ async def test_no_tokenizer_learns_from_a_channel_before_its_admin_turns_trainin
         await train(app, ref, payload=QUICK)
         own = json.loads((models / ref.slug / "scratch-tiny" / "tokenizer.json").read_text())
         assert len(own["model"]["vocab"]) > len(shared["model"]["vocab"]) + 10  # merges
+
+
+async def test_a_version_folder_the_database_does_not_know_is_never_written_over(
+    local_settings: Settings,
+) -> None:
+    ref = ChannelRef.parse("console:restored")
+    folder = local_settings.models_dir / ref.slug
+    # v1 on disk with no row (the database restored from an older backup).
+    orphan = folder / "v1"
+    orphan.mkdir(parents=True)
+    (orphan / "metadata.json").write_text('{"channel": "console:restored", "version": 1}')
+    async with running_app(local_settings) as app:
+        await trained(app, ref)
+        [version] = await app.registry.versions(ref)
+        assert version.version == 2 and version.path == str(folder / "v2")
+    assert json.loads((orphan / "metadata.json").read_text()) == {
+        "channel": "console:restored",
+        "version": 1,
+    }
