@@ -83,7 +83,10 @@ class App:
                 await self._console(console or ChannelRef.parse(self.settings.console_channel))
         finally:
             for task in tasks:
-                task.cancel()
+                # Once each: a second cancel would land inside a supervisor's clean-up
+                # (closing its platform client), leaving the client's connections open.
+                if not task.done() and not task.cancelling():
+                    task.cancel()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

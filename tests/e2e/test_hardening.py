@@ -10,8 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from adapters.discord_adapter import DiscordAdapter
+from bot.config import Settings
+from tests.e2e.serving import serving, with_discord
 from tests.e2e.test_cli import TSUZUKI, tsuzuki
 from tests.exports import write_jsonl
+from tests.fakes.discord_server import FakeDiscord
 
 LINES = ["織田信長は尾張の大名。", "ramen is great", "桶狭間で勝った。", "see you friday"]
 
@@ -126,3 +130,17 @@ def test_control_characters_reach_the_terminal_escaped(env: dict[str, str]) -> N
     answer = tsuzuki(env, "continue", "console:general", prompt, "--seed", "1").stdout
     assert "\x1b" not in answer and "\u202e" not in answer
     assert answer.startswith("\\x1b[31mred\\u202e")
+
+
+async def test_stopping_the_bot_closes_each_platform_clients_connections(
+    local_settings: Settings, fake_discord: FakeDiscord
+) -> None:
+    async with serving(with_discord(local_settings, fake_discord)) as app:
+        [supervisor] = app.platforms
+        adapter = supervisor.current
+        assert isinstance(adapter, DiscordAdapter)
+        await adapter.ready.wait()
+        connector = adapter.client.http.connector
+    # Stopping cancels each supervisor once: its clean-up (closing the client) runs
+    # to the end instead of being cancelled again half-way ("Unclosed connector").
+    assert connector.closed
