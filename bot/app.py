@@ -42,6 +42,9 @@ from bot.ports import Engine, PlatformAdapter, TextGenerator
 from storage.db import Database, open_database
 from storage.stores import SqlChannelStore, SqlJobStore, SqlMessageStore, SqlModelRegistry
 
+# How long the platforms get to close their connections when the bot stops.
+STOP_GRACE_S = 5.0
+
 
 @dataclass
 class App:
@@ -83,10 +86,15 @@ class App:
                 await self._console(console or ChannelRef.parse(self.settings.console_channel))
         finally:
             for task in tasks:
-                # Once each: a second cancel would land inside a supervisor's clean-up
-                # (closing its platform client), leaving the client's connections open.
+                # Once each, then time to finish: a second cancel would land inside a
+                # supervisor's clean-up (closing its platform client) and leave the
+                # client's connections open. Whatever has not ended by then is
+                # cancelled again (a library that swallowed the first).
                 if not task.done() and not task.cancelling():
                     task.cancel()
+            _, late = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+            for task in late:
+                task.cancel()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
