@@ -16,7 +16,7 @@ from bot.app import App, running_app
 from bot.config import Settings
 from bot.core.command_values import Continue
 from bot.core.context import CommandContext
-from bot.domain import Author, ChannelRef, ChatMessage
+from bot.domain import Author, ChannelRef, ChatMessage, Reply
 from bot.engine.data_dir import legacy_slug
 from bot.records import ImportBatch
 from bot.statuses import VersionStatus
@@ -45,6 +45,13 @@ async def trained(app: App, *refs: ChannelRef) -> None:
         await app.messages.add_batch(history(ref, ref.workspace + ref.channel))
         await app.channels.set_training(ref, True, actor="test")
         await train(app, ref, payload=QUICK)
+
+
+async def ask(app: App, ref: ChannelRef, prompt: str, seed: int) -> Reply:
+    """/continue in the channel, as a member asks."""
+    return await app.core.on_command(
+        CommandContext(ref, Author("asker", "")), Continue(prompt, {"seed": seed})
+    )
 
 
 def metadata_channel(version_dir: str) -> str:
@@ -95,9 +102,7 @@ async def test_ids_that_join_alike_get_two_folders_and_a_shared_legacy_one_is_sp
         assert await app.registry.active(A) is None
         [lost] = await app.registry.versions(A)
         assert lost.status == VersionStatus.RESET and "another channel" in (lost.note or "")
-        reply = await app.core.on_command(
-            CommandContext(A, Author("asker", "")), Continue("a-bc", {"seed": 1})
-        )
+        reply = await ask(app, A, "a-bc", 1)
         assert not reply.is_error  # from the base, until A trains again
 
 
@@ -111,9 +116,7 @@ async def test_a_data_dir_of_the_older_layout_moves_on_start_with_every_version(
         await train(app, ref, payload=QUICK)
         versions = [v.version for v in await app.registry.versions(ref)]
         assert versions == [1, 2]
-        before = await app.core.on_command(
-            CommandContext(ref, Author("asker", "")), Continue("old", {"seed": 3})
-        )
+        before = await ask(app, ref, "old", 3)
     old = models / legacy_slug(ref)
     (models / ref.slug).rename(old)
     legacy_paths(db_file(local_settings), str(models / ref.slug), str(old))
@@ -124,9 +127,7 @@ async def test_a_data_dir_of_the_older_layout_moves_on_start_with_every_version(
         assert [v.version for v in moved] == versions
         assert all(Path(v.path).parent == models / ref.slug for v in moved)
         assert all((Path(v.path) / "metadata.json").is_file() for v in moved)
-        after = await app.core.on_command(
-            CommandContext(ref, Author("asker", "")), Continue("old", {"seed": 3})
-        )
+        after = await ask(app, ref, "old", 3)
         assert after.texts == before.texts  # the same version answers, from its new place
 
 
@@ -151,9 +152,7 @@ async def test_no_tokenizer_learns_from_a_channel_before_its_admin_turns_trainin
     models = local_settings.models_dir
     async with running_app(local_settings) as app:
         await app.messages.add_batch(history(ref, "秘密の合言葉"))
-        reply = await app.core.on_command(
-            CommandContext(ref, Author("asker", "")), Continue("秘密", {"seed": 1})
-        )
+        reply = await ask(app, ref, "秘密", 1)
         assert not reply.is_error
         # Answered from a base fitted to nobody's messages: its vocabulary is bytes.
         assert not (models / ref.slug).exists()
