@@ -122,6 +122,7 @@ class App:
             )
 
     async def close(self) -> None:
+        await self.messages.close()
         self.engine.close()
         self.worker.close()
         await self.db.dispose()
@@ -217,7 +218,7 @@ async def build_app(settings: Settings | None = None, **overrides: Any) -> App:
     settings = settings or load_settings()
     M.set_locale(settings.locale)
     db: Database = overrides.get("db") or await open_database(settings.resolved_database_url)
-    stores = SqlStores.over(db)
+    stores = SqlStores.over(db, settings)
     await migrate_channel_folders(settings.models_dir, stores.channels, stores.registry)
     clean_temporary(settings.models_dir)
     worker: DeviceWorker = overrides.get("worker") or DeviceWorker(
@@ -293,7 +294,7 @@ async def _engine(
     generator = LocalGenerator(
         resolver,
         worker,
-        ModelCache(settings.model_cache_mb * 2**20, int8=settings.serve_int8),
+        ModelCache(settings.model_cache_mb * 2**20, dtype=settings.serving_dtype),
         live=live_counts(settings, stores),
         stream_interval_s=settings.stream_interval_ms / 1000,
     )

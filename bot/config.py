@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     import_max_mb: int = Field(default=512, ge=1, le=1_000_000)
     # How many recent channel messages an @mention reply sees as context.
     reply_context_messages: int = Field(default=8, ge=0, le=100)
+    # Live ingest commits messages, edits and deletes in batches (group commit); off,
+    # each is its own transaction (the path `bench ingest` compares against).
+    ingest_group_commit: bool = True
+    # Writes queued for the next batch before a new one waits (backpressure, not loss).
+    ingest_queue_max: int = Field(default=10_000, ge=1, le=1_000_000)
 
     # Training: model versions kept on disk per channel (the active one always stays).
     keep_versions: int = Field(default=5, ge=1, le=100)
@@ -89,6 +94,13 @@ class Settings(BaseSettings):
     # within 0.5% of float32; a seeded request may read differently in a batch than
     # alone (README). False: float32 throughout.
     serve_int8: bool = True
+    # The serving base's precision, when it must not follow the device: `auto` (the
+    # above), `int8` (CPU only), `bf16` (what a GPU serves in: forced on the CPU, it
+    # runs the GPU's dtype path where CI can test it), `float32`.
+    serve_dtype: Literal["auto", "int8", "bf16", "float32"] = "auto"
+    # Training under bf16 autocast: `auto` where the hardware has it (a GPU, a CPU with
+    # AVX512-BF16), `on` anywhere (emulated, slower, on other CPUs), `off`.
+    train_bf16: Literal["auto", "on", "off"] = "auto"
     # A streamed generation (the platform shows text as it is written) reaches its
     # adapter at most this often; adapters also keep to their platform's edit limits.
     stream_interval_ms: float = Field(default=200.0, ge=0, le=10_000)
@@ -197,6 +209,14 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'tsuzuki.db').as_posix()}"
+
+    @property
+    def serving_dtype(self) -> str:
+        """The precision bases are served in (bot/generation/quantize.py
+        serving_precision): `low` is int8 on the CPU, bf16 on a GPU."""
+        if self.serve_dtype != "auto":
+            return self.serve_dtype
+        return "low" if self.serve_int8 else "float32"
 
     @property
     def models_dir(self) -> Path:

@@ -58,6 +58,40 @@ def bench_import_cmd(
     execute(work)
 
 
+@bench_cli.command("ingest")
+def bench_ingest_cmd(
+    messages: Annotated[
+        int, typer.Option(help="Messages through group commit (idle; half while training).")
+    ] = 20_000,
+    baseline: Annotated[
+        int, typer.Option(help="Messages through one transaction each (idle; half while training).")
+    ] = 1_000,
+    database_url: Annotated[
+        str | None, typer.Option(help="Database to measure (default: a new SQLite file).")
+    ] = None,
+) -> None:
+    """Live ingest (messages/s through Core.on_message, 20 channels, 50 in flight) with
+    group commit against one transaction per message, idle and while training; and a
+    10,000-event burst checked for loss and order."""
+    from bot.benchmarks import live_ingest as ingest
+
+    async def work(settings: Settings) -> None:
+        threads = settings.effective_torch_threads
+        with err.status("ingesting both ways, idle and while training…"):
+            result = await asyncio.to_thread(
+                ingest.run,
+                settings.data_dir / "bench",
+                threads,
+                database_url,
+                (messages, messages // 2),
+                (baseline, baseline // 2),
+            )
+        for line in ingest.report(result):
+            out.print(line, markup=False)
+
+    execute(work)
+
+
 @bench_cli.command("continue")
 def bench_continue_cmd(
     runs: Annotated[int, typer.Option(help="Timed requests after the first.")] = 5,

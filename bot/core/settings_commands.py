@@ -6,6 +6,7 @@ one table behind validation, help and display."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -36,6 +37,8 @@ class ChannelSettings:
         self.defaults = defaults
         self.clock = clock
         self._options: dict[ChannelRef, tuple[float, ChannelOptions]] = {}
+        self._loading: dict[ChannelRef, asyncio.Future[ChannelOptions]] = {}
+        self._changes = 0  # settings changed here so far
 
     async def effective(
         self, ref: ChannelRef, overrides: Mapping[str, object] | None = None
@@ -53,10 +56,28 @@ class ChannelSettings:
         cached = self._options.get(ref)
         if cached is not None and self.clock() - cached[0] < OPTIONS_TTL_S:
             return cached[1]
+        # One read per channel however many messages ask at once: a burst into a
+        # channel whose options are not in memory would otherwise read them per message.
+        loading = self._loading.get(ref)
+        if loading is None:
+            loading = self._loading[ref] = asyncio.ensure_future(self._read_options(ref))
+            loading.add_done_callback(
+                lambda done: self._loading.pop(ref) if self._loading.get(ref) is done else None
+            )
+        return await asyncio.shield(loading)
+
+    async def _read_options(self, ref: ChannelRef) -> ChannelOptions:
+        changes = self._changes
         channel = await self.channels.get(ref)
         options = ChannelOptions.from_stored(channel.sampling if channel else {})
-        self._options[ref] = (self.clock(), options)
+        if changes == self._changes:  # a read that a change overtook is not kept
+            self._options[ref] = (self.clock(), options)
         return options
+
+    def _changed(self, ref: ChannelRef) -> None:
+        self._options.pop(ref, None)
+        self._loading.pop(ref, None)
+        self._changes += 1
 
     def _effective(self, own: Mapping[str, object]) -> dict[str, Any]:
         """Every setting's value for a channel whose own settings are `own`."""
@@ -91,7 +112,7 @@ class ChannelSettings:
         value = spec.coerce(raw_value)
         old = self._effective(await self._own(ctx.channel))[spec.name]
         await self.channels.set_sampling(ctx.channel, spec.name, value, actor=ctx.actor_id)
-        self._options.pop(ctx.channel, None)
+        self._changed(ctx.channel)
         if spec.name == "notices" and value:
             # Who hears, privately, why a run was not used: the admin who asked for
             # notices (a platform has no "admins only" message in a channel).
@@ -106,6 +127,6 @@ class ChannelSettings:
         require_admin(ctx)
         spec = spec_for(key)
         await self.channels.set_sampling(ctx.channel, spec.name, None, actor=ctx.actor_id)
-        self._options.pop(ctx.channel, None)
+        self._changed(ctx.channel)
         default = {**self.defaults.as_dict(), **ChannelOptions().as_dict()}[spec.name]
         return Reply.info(M.t("setting_reset", key=spec.name, value=spec.show(default)))

@@ -34,10 +34,20 @@ class SqlStores:
     jobs: SqlJobStore
 
     @classmethod
-    def over(cls, db: Database) -> SqlStores:
+    def over(cls, db: Database, settings: Settings | None = None) -> SqlStores:
+        """The stores; live ingest's writes as `settings` say (group commit by default)."""
+        messages = (
+            SqlMessageStore(
+                db,
+                group_commit=settings.ingest_group_commit,
+                max_queued=settings.ingest_queue_max,
+            )
+            if settings is not None
+            else SqlMessageStore(db)
+        )
         return cls(
             SqlChannelStore(db),
-            SqlMessageStore(db),
+            messages,
             SqlModelRegistry(db),
             SqlUserStore(db, plan_forget),
             SqlJobStore(db),

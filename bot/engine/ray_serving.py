@@ -36,7 +36,7 @@ class ReplicaConfig:
     max_batch: int  # rows decoded together at most
     batch_window_s: float
     cache_bytes: int  # memory for the models it keeps loaded
-    int8: bool  # low-precision bases (int8 on CPU, bf16 on GPU)
+    dtype: str  # the bases' precision (Settings.serving_dtype)
     stream_interval_s: float
 
     @classmethod
@@ -47,7 +47,7 @@ class ReplicaConfig:
             max_batch=settings.max_batch,
             batch_window_s=settings.batch_window_ms / 1000,
             cache_bytes=settings.model_cache_mb * 2**20,
-            int8=settings.serve_int8,
+            dtype=settings.serving_dtype,
             stream_interval_s=settings.stream_interval_ms / 1000,
         )
 
@@ -94,7 +94,7 @@ def build_application(settings: Settings) -> Any:
                 max_batch=config.max_batch,
                 batch_window_s=config.batch_window_s,
             )
-            cache = ModelCache(config.cache_bytes, int8=config.int8)
+            cache = ModelCache(config.cache_bytes, dtype=config.dtype)
             self.server = DeviceServer(worker, cache, stream_interval_s=config.stream_interval_s)
 
         # Ray has no type hints: its decorator leaves the method untyped.

@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any
 from bot.domain import GenerationRequest, GenerationResult, disarm_tags
 from bot.engine.metrics import EngineMetrics
 from bot.errors import UserError
-from bot.generation.batching import PREFILL_CHUNK, DecodeBatch, Live, Prefill, Row
+from bot.generation.batching import (
+    PREFILL_CHUNK,
+    DecodeBatch,
+    Live,
+    Prefill,
+    Row,
+    prefill_together,
+    together_groups,
+)
 from bot.generation.cleaning import clean, decode_new_text
 from bot.generation.healing import token_bytes
 from bot.generation.live_channel import LiveChannel
@@ -184,6 +192,14 @@ class Session:
         budget = PREFILL_BUDGET if len(group.batch) else None
         ready: list[Prefill] = []
         spent = 0
+        # Short prompts that arrived together: one forward pass for each group of
+        # similar length, not one (or more) per prompt.
+        for together in together_groups(group.prefilling, budget):
+            spent += len(together) * together[0].remaining  # its cells, padding too
+            prefill_together(together)
+            for prefill in together:
+                ready.append(prefill)
+                group.prefilling.remove(prefill)
         for prefill in list(group.prefilling):
             while budget is None or spent < budget:
                 spent += min(PREFILL_CHUNK, prefill.remaining)

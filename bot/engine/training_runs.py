@@ -104,7 +104,9 @@ class TrainingService:
         # settings decide, then what the run asked for. Asking torch about the device
         # imports it (a second or more, the first time): on the device worker, never
         # on the event loop.
-        bf16 = await self.worker.run(bf16_supported)
+        bf16 = self.settings.train_bf16 == "on" or (
+            self.settings.train_bf16 == "auto" and await self.worker.run(bf16_supported)
+        )
         config = replace(
             TrainConfig(method=method, max_minutes=self.settings.train_max_minutes, bf16=bf16),
             **{k: v for k, v in options.changes.items() if k != "method"},

@@ -8,8 +8,9 @@ own LoRA adapter, settings and seed). Each `step()`:
 2. rows that ended (end-of-message, or their token budget) leave, with their cache rows;
 3. one forward pass computes the next logits of every remaining row, one token each.
 
-A new row is first prefilled on its own (`Prefill`, no compute on padding; a long
-prompt in chunks, so running rows wait at most one chunk), then `join()`s: its keys and
+A new row is first prefilled (`Prefill`: a long prompt in chunks, so running rows wait
+at most one chunk; prompts that arrive together in one forward pass, grouped by length
+so that little of it is padding: `prefill_together`), then `join()`s: its keys and
 values are left-padded into the batch's cache, so every row's next token sits at the
 same column; the attention mask hides the padding and each row keeps its own position
 ids, so a row computes what it would alone.
@@ -40,6 +41,13 @@ BASE_SLOT = 0
 # Prompt tokens prefilled per forward pass. Long enough that a prompt costs few passes,
 # short enough that rows already decoding wait at most about one decode step for it.
 PREFILL_CHUNK = 64
+# Prompts of at most this many tokens may be prefilled together in one forward pass.
+TOGETHER_MAX_TOKENS = 256
+# Prompts prefilled together are left-padded to the longest of them: a group takes a
+# prompt only while padding stays under this share of its cells.
+TOGETHER_PADDING = 0.2
+# Cells (rows × columns) of one forward pass prefilling prompts together, at most.
+TOGETHER_CELLS = 4096
 # Leading columns that no row uses any more are cut off once there are this many.
 TRIM_COLUMNS = 32
 # Tokens the leak guard may turn down in a row at one step before the row is cut there.
@@ -118,6 +126,93 @@ class Prefill:
             self.logits = _forward(self.model, self.lora, ids, self.cache, [self.row.adapter])[0]
         self.done_tokens += len(chunk)
         return self.remaining == 0
+
+
+class _RowCache:
+    """One row's keys and values, cut from a cache that prefilled several rows: what
+    DecodeBatch.join reads of a Prefill's cache (`layers[i].keys`, `.values`)."""
+
+    @dataclass
+    class Layer:
+        keys: torch.Tensor
+        values: torch.Tensor
+
+    def __init__(self, layers: list[_RowCache.Layer]) -> None:
+        self.layers = layers
+
+
+def together_groups(prefills: list[Prefill], cells: int | None = None) -> list[list[Prefill]]:
+    """The fresh short prompts among `prefills`, grouped by length for
+    prefill_together (longest first); a group of one is prefilled on its own. `cells`:
+    the most rows × columns all the groups may take (None: TOGETHER_CELLS each)."""
+    fresh = [p for p in prefills if p.done_tokens == 0 and p.remaining <= TOGETHER_MAX_TOKENS]
+    fresh.sort(key=lambda p: -p.remaining)
+    groups: list[list[Prefill]] = []
+    spent = 0
+    for p in fresh:
+        group = groups[-1] if groups else None
+        if group is not None:
+            width, rows = group[0].remaining, len(group) + 1
+            real = sum(q.remaining for q in group) + p.remaining
+            if (
+                rows * width * (1 - TOGETHER_PADDING) <= real
+                and rows * width <= TOGETHER_CELLS
+                and (cells is None or spent + width <= cells)
+            ):
+                group.append(p)
+                spent += width
+                continue
+        if cells is not None and spent + p.remaining > cells:
+            continue  # not this turn: rows are decoding (or in the chunks below)
+        groups.append([p])
+        spent += p.remaining
+    return groups
+
+
+def prefill_together(prefills: list[Prefill]) -> None:
+    """Prefills fresh prompts (nothing of them cached yet) in one forward pass: left-
+    padded to the longest of them, the attention mask hiding the padding and each row
+    at its own positions, so each row computes what it would alone. Each row then gets
+    its own slice of the keys and values, without the padding, to join a batch with."""
+    import torch
+    from transformers import DynamicCache
+
+    if len(prefills) == 1:
+        while not prefills[0].advance():
+            pass
+        return
+    model, lora = prefills[0].model, prefills[0].lora
+    lengths = [len(p.row.prompt_ids) for p in prefills]
+    width = max(lengths)
+    ids = torch.zeros((len(prefills), width), dtype=torch.long)
+    mask = torch.zeros((len(prefills), width), dtype=torch.long)
+    for i, (p, n) in enumerate(zip(prefills, lengths, strict=True)):
+        ids[i, width - n :] = torch.tensor(p.row.prompt_ids)
+        mask[i, width - n :] = 1
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    cache = DynamicCache()
+    device = model.device
+    with torch.inference_mode():
+        logits = _forward(
+            model,
+            lora,
+            ids.to(device),
+            cache,
+            [p.row.adapter for p in prefills],
+            attention_mask=mask.to(device),
+            position_ids=positions.to(device),
+        )
+    for i, (p, n) in enumerate(zip(prefills, lengths, strict=True)):
+        p.cache = _RowCache(
+            [
+                _RowCache.Layer(
+                    layer.keys[i : i + 1, :, width - n :], layer.values[i : i + 1, :, width - n :]
+                )
+                for layer in cache.layers
+            ]
+        )
+        p.logits = logits[i]
+        p.done_tokens = n
 
 
 class DecodeBatch:

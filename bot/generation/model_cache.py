@@ -43,12 +43,12 @@ def model_bytes(model: Any) -> int:
 
 
 class ModelCache:
-    def __init__(self, budget_bytes: int, max_adapters: int = 64, int8: bool = True) -> None:
+    def __init__(self, budget_bytes: int, max_adapters: int = 64, dtype: str = "low") -> None:
         self.budget_bytes = budget_bytes
         self.max_adapters = max_adapters
-        # Serve bases in low precision (int8 on the CPU, bf16 on a GPU), adapters on top
-        # in float; False: float32 throughout.
-        self.int8 = int8
+        # The bases' precision (quantize.serving_precision): `low` is int8 on the CPU and
+        # bf16 on a GPU; adapters stay float32 on top of any of them.
+        self.dtype = dtype
         self._models: OrderedDict[str, ServingModel] = OrderedDict()
         # Each version's n-gram mixture by directory (versions never change on disk).
         self._mixtures: OrderedDict[str, Mixture | None] = OrderedDict()
@@ -87,10 +87,10 @@ class ModelCache:
         # Counted at float size: a conservative bound (packed int8 weights are not
         # parameters, so they cannot be counted after quantizing).
         nbytes = model_bytes(loaded.model)
-        if self.int8:
+        if self.dtype != "float32":
             from bot.generation.quantize import serving_precision
 
-            loaded.model = serving_precision(loaded.model)
+            loaded.model = serving_precision(loaded.model, self.dtype)
         serving = ServingModel(loaded, nbytes)
         self._models[location] = serving
         # Evict the least recently used, but never the model just asked for.

@@ -12,11 +12,14 @@ differently alone than in a batch (README "The engine" says exactly when).
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import Any
 
 import torch
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 
 class Int8Linear(nn.Module):  # type: ignore[misc]
@@ -69,9 +72,16 @@ def quantize_int8(model: Any) -> Any:
     return model
 
 
-def serving_precision(model: Any) -> Any:
-    """The model as a shared serving base: int8 on the CPU, bf16 on a GPU (where the
-    matmuls are fast in half precision and memory is the limit)."""
-    if model.device.type == "cpu":
-        return quantize_int8(model)
+def serving_precision(model: Any, dtype: str = "low") -> Any:
+    """The model as a shared serving base. `low`: int8 on the CPU, bf16 on a GPU (where
+    the matmuls are fast in half precision and memory is the limit); `int8` or `bf16`
+    as named (int8 layers run on the CPU only: a GPU serves bf16 instead); `float32`:
+    as it is."""
+    on_cpu = model.device.type == "cpu"
+    if dtype == "float32":
+        return model
+    if dtype == "int8" or (dtype == "low" and on_cpu):
+        if on_cpu:
+            return quantize_int8(model)
+        log.warning("int8 serving runs on the CPU only: serving bf16 on %s", model.device)
     return model.to(torch.bfloat16)

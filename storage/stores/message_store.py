@@ -14,6 +14,8 @@ from bot.domain import Author, ChannelRef, ChatMessage
 from bot.records import ImportBatch, ImportCounts, LiveFingerprint, LiveRow, TrainingText
 from storage.db import Database
 from storage.models import Channel, Message, User, VoiceConsent
+from storage.stores.group_commit import GroupCommit
+from storage.stores.live_writes import Delete, Edit, LiveWrites, Result, Store, Write
 from storage.stores.message_bulk import bulk_insert
 from storage.stores.rows import (
     BULK_CHUNK,
@@ -66,9 +68,23 @@ async def _history_changed(session: AsyncSession, ref: ChannelRef) -> None:
 
 
 class SqlMessageStore:
-    def __init__(self, db: Database) -> None:
+    """`group_commit` (live ingest's default): add, edit and delete from many
+    coroutines share transactions (storage/stores/group_commit.py); without it each is
+    its own transaction, as before."""
+
+    def __init__(
+        self, db: Database, *, group_commit: bool = True, max_queued: int = 10_000
+    ) -> None:
         self.db = db
         self._voice_key: bytes | None = None
+        self.writes: GroupCommit[Write, Result] | None = None
+        if group_commit:
+            self.writes = GroupCommit(LiveWrites(db).apply, max_queued=max_queued)
+
+    async def close(self) -> None:
+        """Commits the writes still queued (a stopping bot loses none)."""
+        if self.writes is not None:
+            await self.writes.close()
 
     async def voice_key(self) -> bytes:
         """The key of the voice tags in this installation's training texts (see
@@ -78,6 +94,8 @@ class SqlMessageStore:
         return self._voice_key
 
     async def add(self, message: ChatMessage) -> bool:
+        if self.writes is not None:
+            return bool(await self.writes.write(Store(message)))
         batch = ImportBatch(messages=[message])
         counts = await self.add_batch(batch)
         return counts[message.channel].imported == 1
@@ -167,6 +185,8 @@ class SqlMessageStore:
         return ids
 
     async def edit(self, ref: ChannelRef, external_id: str, text: str, at: datetime) -> bool:
+        if self.writes is not None:
+            return bool(await self.writes.write(Edit(ref, external_id, text, at)))
         async with self.db.write() as session:
             res = await session.execute(
                 update(Message)
@@ -184,6 +204,8 @@ class SqlMessageStore:
             return changed
 
     async def delete(self, ref: ChannelRef, external_ids: Sequence[str]) -> int:
+        if self.writes is not None:
+            return int(await self.writes.write(Delete(ref, tuple(external_ids))))
         async with self.db.write() as session:
             res = await session.execute(
                 delete(Message).where(

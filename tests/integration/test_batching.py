@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from bot.generation.batching import PREFILL_CHUNK, DecodeBatch, Prefill, Row, decode_rows
+from bot.generation.batching import (
+    PREFILL_CHUNK,
+    DecodeBatch,
+    Prefill,
+    Row,
+    decode_rows,
+    prefill_together,
+    together_groups,
+)
 from bot.generation.loading import load_directory
 from bot.generation.quantize import quantize_int8
 from bot.generation.scratch import create_scratch
@@ -87,3 +95,30 @@ def test_the_written_out_decode_step_computes_what_transformers_does(model_dir: 
     with torch.inference_mode():
         full = model(input_ids=torch.tensor([prompt + row.outputs])).logits[0, -1]
     assert torch.allclose(row.logits, full, atol=1e-4)
+
+
+def test_prompts_prefilled_together_read_as_each_would_alone(model_dir: Path) -> None:
+    loaded = load_directory(model_dir, "tiny")
+    model = loaded.model
+    rows = [
+        Row(list(range(5 + i, 5 + i + n)), GREEDY, 0, 10, None)
+        for i, n in enumerate((30, 27, 33, 26, 180))
+    ]
+    alone = [decode_rows(model, [row])[0] for row in rows]
+    prefills = [Prefill(model, None, row) for row in rows]
+    groups = together_groups(prefills)
+    # The four short prompts in one forward pass; the long one would pad them too much.
+    assert sorted(len(g) for g in groups) == [1, 4]
+    for group in groups:
+        prefill_together(group)
+    for row, prefill in zip(rows, prefills, strict=True):
+        single = Prefill(model, None, row)
+        while not single.advance():
+            pass
+        assert prefill.logits is not None and single.logits is not None
+        assert torch.allclose(prefill.logits, single.logits, atol=1e-4)
+    batch = DecodeBatch(model)
+    joined = batch.join(prefills)
+    while batch.live:
+        batch.step()
+    assert [lv.outputs for lv in joined] == alone

@@ -10,7 +10,6 @@ Any attempt to open a network connection during these tests fails and is recorde
 from __future__ import annotations
 
 import json
-import socket
 import time
 import warnings
 from collections.abc import Iterator
@@ -52,21 +51,6 @@ def history(n: int, seed: int = 0) -> list[str]:
 
 
 @pytest.fixture
-def network_attempts(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Every outgoing connection fails at once and is recorded. The hub is not in
-    offline mode: only the code's own choice keeps it away from the network."""
-    attempts: list[Any] = []
-
-    def refuse(self: socket.socket, address: Any) -> None:
-        attempts.append(address)
-        raise ConnectionRefusedError(f"no network in this test ({address})")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    return attempts
-
-
-@pytest.fixture
 def shown_warnings() -> Iterator[list[warnings.WarningMessage]]:
     """Every warning raised during the test, on any thread: on a console channel each
     would be printed into the chat."""
@@ -75,15 +59,6 @@ def shown_warnings() -> Iterator[list[warnings.WarningMessage]]:
         # Raised by transformers' own save_pretrained; silenced by quiet_libraries().
         warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
         yield seen
-
-
-@pytest.fixture
-def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty hub cache (HF_HOME, HF_HUB_CACHE) and an endpoint on a closed port."""
-    env = hubcache.hub_cache_env(tmp_path / "hf")
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return Path(env["HF_HUB_CACHE"])
 
 
 def cache_base(hub: Path, kind: str, tmp_path: Path) -> str:
