@@ -37,8 +37,8 @@ class _Queued(Generic[W, R]):
 
 class GroupCommit(Generic[W, R]):
     """`apply(writes)` applies a batch in one transaction, all or nothing, returning a
-    result per write. A batch that fails is applied again write by write, so one bad
-    write fails alone and the others still commit."""
+    result per write. A batch that fails is applied again write by write (a lone write
+    once more), so one bad write fails alone and the others still commit."""
 
     def __init__(
         self,
@@ -111,17 +111,22 @@ class GroupCommit(Generic[W, R]):
             if stop:
                 return
 
-    async def _commit(self, batch: list[_Queued[W, R]]) -> None:
+    async def _commit(self, batch: list[_Queued[W, R]], *, again: bool = True) -> None:
         try:
             results = await self._apply([q.write for q in batch])
         except Exception as e:
-            if len(batch) == 1:
-                if not batch[0].done.done():
-                    batch[0].done.set_exception(e)
+            if not again:
+                for queued in batch:
+                    if not queued.done.done():
+                        queued.done.set_exception(e)
                 return
-            log.warning("a batch of %d writes failed; writing them one by one", len(batch))
+            # Each write once more, alone: one bad write fails by itself, and a write
+            # that failed on something the failure cleared (ids of rows deleted by hand,
+            # storage/stores/live_writes.py) goes in.
+            if len(batch) > 1:
+                log.warning("a batch of %d writes failed; writing them one by one", len(batch))
             for queued in batch:
-                await self._commit([queued])
+                await self._commit([queued], again=False)
             return
         self.batches += 1
         self.written += len(batch)

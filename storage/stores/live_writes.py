@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.domain import Author, ChannelRef, ChatMessage
 from storage.db import Database
 from storage.models import Channel, Message, User
-from storage.stores.message_bulk import sqlite_time
+from storage.stores.message_bulk import MissingReference, lock_references, sqlite_time
 from storage.stores.rows import (
     BULK_CHUNK,
     as_utc,
@@ -131,28 +131,41 @@ class LiveWrites:
         batches the same way)."""
         fresh = _Fresh()
         results: list[Result] = [False] * len(writes)
-        stores = [i for i, w in enumerate(writes) if isinstance(w, Store)]
-        edits = [i for i, w in enumerate(writes) if isinstance(w, Edit)]
-        deletes = [i for i, w in enumerate(writes) if isinstance(w, Delete)]
-        async with self.db.write() as session:
-            if stores:
-                stored = await self._store(session, [writes[i].message for i in stores], fresh)  # type: ignore[union-attr]
-                for i, result in zip(stores, stored, strict=True):
-                    results[i] = result
-            if edits:
-                edited = await self._edit(session, [writes[i] for i in edits], fresh)  # type: ignore[misc]
-                for i, result in zip(edits, edited, strict=True):
-                    results[i] = result
-            if deletes:
-                gone = await self._delete(session, [writes[i] for i in deletes], fresh)  # type: ignore[misc]
-                for i, result in zip(deletes, gone, strict=True):
-                    results[i] = result
-            await self._history_changed(session, fresh.changed)
+        try:
+            async with self.db.write() as session:
+                await self._apply(session, writes, results, fresh)
+        except Exception:
+            # Ids kept in memory may name rows that are gone (deleted by hand): found or
+            # made again by the next try (the batch's writes one by one, GroupCommit).
+            self._channels.clear()
+            self._workspaces.clear()
+            self._users.clear()
+            raise
         # Ids learnt in a transaction that rolled back may name rows that never were.
         self._channels.update(fresh.channels)
         self._workspaces.update(fresh.workspaces)
         self._users.update(fresh.users)
         return results
+
+    async def _apply(
+        self, session: AsyncSession, writes: Sequence[Write], results: list[Result], fresh: _Fresh
+    ) -> None:
+        stores = [i for i, w in enumerate(writes) if isinstance(w, Store)]
+        edits = [i for i, w in enumerate(writes) if isinstance(w, Edit)]
+        deletes = [i for i, w in enumerate(writes) if isinstance(w, Delete)]
+        if stores:
+            stored = await self._store(session, [writes[i].message for i in stores], fresh)  # type: ignore[union-attr]
+            for i, result in zip(stores, stored, strict=True):
+                results[i] = result
+        if edits:
+            edited = await self._edit(session, [writes[i] for i in edits], fresh)  # type: ignore[misc]
+            for i, result in zip(edits, edited, strict=True):
+                results[i] = result
+        if deletes:
+            gone = await self._delete(session, [writes[i] for i in deletes], fresh)  # type: ignore[misc]
+            for i, result in zip(deletes, gone, strict=True):
+                results[i] = result
+        await self._history_changed(session, fresh.changed)
 
     # --- ids, from memory once known ---------------------------------------------------
 
@@ -198,9 +211,13 @@ class LiveWrites:
         insert; on PostgreSQL the rows are share-locked, so an opt-out racing the batch
         waits for it and then forgets its messages too."""
         query = select(User.id, User.opted_out).where(User.id.in_(sorted(user_ids)))
-        if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(read=True)
-        return {uid for uid, out in await session.execute(query) if out}
+        if session.get_bind().dialect.name != "postgresql":
+            return {uid for uid, out in await session.execute(query) if out}
+        rows = list(await session.execute(query.with_for_update(read=True)))
+        if len(rows) != len(user_ids):
+            # Messages on PostgreSQL have no foreign-key triggers (migration 0009).
+            raise MissingReference("messages name users rows that do not exist")
+        return {uid for uid, out in rows if out}
 
     # --- the writes --------------------------------------------------------------------
 
@@ -211,6 +228,8 @@ class LiveWrites:
             m.channel: await self._channel_id(session, m.channel, fresh) for m in messages
         }
         user_ids = await self._user_ids(session, messages, fresh)
+        # The authors are held by _opted_out's lock; the channels here.
+        await lock_references(session, set(channel_ids.values()), ())
         refused = await self._opted_out(session, set(user_ids.values()))
         rows: list[tuple[Any, ...]] = []
         kept: set[int] = set()

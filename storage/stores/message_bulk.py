@@ -4,11 +4,13 @@ import's time."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from functools import cache
 from itertools import chain
+from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -124,15 +126,74 @@ async def _insert_postgresql(
     connection = await session.connection()
     params = (channel_id, *columns)
     if len(messages) >= _POSTGRES_ANTI_JOIN_MIN_ROWS:
+        # COPY into a staging table, then one INSERT … SELECT: COPY's binary rows cost
+        # the server less than unnesting six arrays (about 15% of an import).
+        await _stage(connection, messages, columns)
         try:
             async with connection.begin_nested():
-                result = await connection.exec_driver_sql(_POSTGRES_INSERT_NEW, params)
+                result = await connection.exec_driver_sql(_POSTGRES_STAGED_NEW, (channel_id,))
             return int(result.rowcount)
         except IntegrityError:
             # Back to the savepoint. A failure that is no conflict (a NULL text…) is
             # raised again below and rolls the whole batch back.
-            pass
+            result = await connection.exec_driver_sql(_POSTGRES_STAGED_ANY, (channel_id,))
+            return int(result.rowcount)
     result = await connection.exec_driver_sql(_POSTGRES_INSERT_ANY, params)
     # From the command tag "INSERT 0 n": the rows this statement inserted, exact even
     # while other transactions write to the same channel.
     return int(result.rowcount)
+
+
+_STAGE = "tsuzuki_import_stage"
+_STAGE_COLUMNS = ("e", "a", "t", "c", "d", "b")
+# One per connection, emptied by every commit; `n` keeps the file's order.
+_STAGE_CREATE = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (e varchar(100), a integer, t text, "
+    "c timestamptz, d timestamptz, b boolean, n bigserial) ON COMMIT DELETE ROWS"
+)
+_FROM_STAGE = (
+    f"INSERT INTO {Message.__tablename__} ({_MESSAGE_COLUMNS}) "
+    f"SELECT $1::integer, e, a, t, c, d, b FROM {_STAGE} r "
+)
+_POSTGRES_STAGED_NEW = (
+    _FROM_STAGE + f"WHERE NOT EXISTS (SELECT 1 FROM {Message.__tablename__} m "
+    "WHERE m.channel_id = $1 AND m.external_id = r.e) ORDER BY n"
+)
+_POSTGRES_STAGED_ANY = _FROM_STAGE + "ORDER BY n ON CONFLICT (channel_id, external_id) DO NOTHING"
+
+
+async def _stage(
+    connection: Any, messages: list[ChatMessage], columns: tuple[list[Any], ...]
+) -> None:
+    """The chunk's rows in the staging table, by COPY (asyncpg's binary protocol)."""
+    await connection.exec_driver_sql(_STAGE_CREATE)
+    await connection.exec_driver_sql(f"TRUNCATE {_STAGE}")
+    raw = (await connection.get_raw_connection()).driver_connection
+    await raw.copy_records_to_table(
+        _STAGE, records=zip(*columns, strict=True), columns=_STAGE_COLUMNS
+    )
+
+
+async def lock_references(
+    session: AsyncSession, channel_ids: Collection[int], user_ids: Collection[int]
+) -> None:
+    """On PostgreSQL, where messages carry no foreign-key triggers (migration 0009):
+    checks once per batch that the channels and authors its rows name exist, and holds
+    them (FOR KEY SHARE, the lock each trigger took per row) until the batch commits."""
+    if session.get_bind().dialect.name != "postgresql":
+        return  # SQLite's own constraints check every row
+    for table, ids in (("channels", set(channel_ids)), ("users", set(user_ids))):
+        if not ids:
+            continue
+        found = await session.execute(
+            text(f"SELECT id FROM {table} WHERE id = ANY(:ids) FOR KEY SHARE"), {"ids": sorted(ids)}
+        )
+        missing = ids - {int(i) for (i,) in found}
+        if missing:
+            raise MissingReference(
+                f"messages name {table} rows that do not exist: {sorted(missing)[:5]}"
+            )
+
+
+class MissingReference(Exception):
+    """A batch names a channel or author row that is gone: it is stored not at all."""

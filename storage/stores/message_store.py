@@ -16,7 +16,7 @@ from storage.db import Database
 from storage.models import Channel, Message, User, VoiceConsent
 from storage.stores.group_commit import GroupCommit
 from storage.stores.live_writes import Delete, Edit, LiveWrites, Result, Store, Write
-from storage.stores.message_bulk import bulk_insert
+from storage.stores.message_bulk import bulk_insert, lock_references
 from storage.stores.rows import (
     BULK_CHUNK,
     as_utc,
@@ -119,6 +119,11 @@ class SqlMessageStore:
             user_ids = await self._ensure_users(session, authors)
             opted_out = await self._opted_out(
                 session, {uid for ids in user_ids.values() for uid in ids.values()}
+            )
+            await lock_references(
+                session,
+                channel_ids.values(),
+                {uid for ids in user_ids.values() for uid in ids.values()},
             )
             store_rows = bulk_insert(session)
             for ref in refs:

@@ -216,3 +216,21 @@ async def test_a_killed_process_loses_no_message_it_acknowledged(
     finally:
         await db.dispose()
     assert set(acknowledged) <= ids
+
+
+async def test_a_member_deleted_behind_the_bots_back_is_made_again(db: Database) -> None:
+    from sqlalchemy import delete
+
+    from storage.models import User
+
+    store = SqlMessageStore(db)
+    ref = REFS[4]
+    assert await store.add(msg(1, ref))  # the member's id is now kept in memory
+    async with db.write() as session:  # an operator deletes the users row by hand
+        await session.execute(delete(User))
+    # The next message still lands: the batch that names the gone row fails, and the
+    # retry finds the member missing and makes them again.
+    assert await store.add(msg(2, ref))
+    (latest,) = await store.recent(ref, 1)
+    assert (latest.external_id, latest.author.name) == ("m2", "U1")
+    await store.close()
