@@ -57,6 +57,26 @@ class Int8Linear(nn.Module):  # type: ignore[misc]
         return y.view(*x.shape[:-1], self.out_features)
 
 
+class Int8Embedding(nn.Module):  # type: ignore[misc]
+    """A token embedding in int8, one scale per token: the same rounding the tied
+    output layer's int8 weights have (one scale per output feature is one per token).
+    A lookup reads a few rows a step, so dequantizing them costs nothing; the float
+    table it replaces was the largest tensor of a served GPT-2 (150 MiB of 124M)."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        weight = weight.detach().float()
+        scales = weight.abs().amax(1).clamp_min(1e-12) / 127
+        self.register_buffer(
+            "q", torch.round(weight / scales[:, None]).clamp(-127, 127).to(torch.int8)
+        )
+        self.register_buffer("scales", scales)
+        self.num_embeddings, self.embedding_dim = weight.shape
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.q[ids].float() * self.scales[ids].unsqueeze(-1)
+
+
 def _weight_out_in(module: nn.Module) -> torch.Tensor:
     """(out, in) weight of an nn.Linear or of GPT-2's Conv1D, which stores (in, out)."""
     if isinstance(module, nn.Linear):
@@ -66,13 +86,24 @@ def _weight_out_in(module: nn.Module) -> torch.Tensor:
 
 def quantize_int8(model: Any) -> Any:
     """The model with every linear layer (GPT-2's Conv1D projections and the output
-    layer) in int8, in place; embeddings and layer norms stay in float. CPU only."""
+    layer) in int8, in place, and the token embedding too where it is the output
+    layer's (tied, as in GPT-2); position embeddings and layer norms stay in float.
+    CPU only."""
     from transformers.pytorch_utils import Conv1D
 
+    embeddings, output = model.get_input_embeddings(), model.get_output_embeddings()
+    tied = (
+        isinstance(embeddings, nn.Embedding)
+        and output is not None
+        and output.weight.data_ptr() == embeddings.weight.data_ptr()
+    )
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, nn.Linear | Conv1D):
                 setattr(module, name, Int8Linear(_weight_out_in(child), child.bias))
+    if tied:
+        # The output layer is int8 now; the input side gets the same int8 table.
+        model.set_input_embeddings(Int8Embedding(embeddings.weight))
     _own_memory(model)
     return model
 

@@ -73,6 +73,17 @@ def test_a_row_that_joins_a_running_batch_writes_what_it_would_alone(model_dir: 
     assert len(running.outputs) == 24  # the early row went on undisturbed to its end
 
 
+def test_an_int8_base_lets_go_of_its_float_weights_file(model_dir: Path) -> None:
+    # The float weights, read through a memory map of the file while quantizing, would
+    # otherwise stay resident beside the int8 ones for as long as the base is served.
+    weights = str((model_dir / "model.safetensors").resolve())
+    loaded = load_directory(model_dir, "tiny")
+    served = quantize_int8(loaded.model)
+    with open("/proc/self/maps", encoding="utf-8") as maps:
+        assert weights not in maps.read()
+    assert served.transformer.wpe.weight.abs().sum() > 0  # what stays float is intact
+
+
 def test_the_int8_base_scores_text_as_float32_does(model_dir: Path) -> None:
     from bot.training.evaluation import evaluate_texts
 
