@@ -12,7 +12,6 @@ differently alone than in a batch (README "The engine" says exactly when).
 
 from __future__ import annotations
 
-import gc
 import logging
 import warnings
 from typing import Any
@@ -115,7 +114,6 @@ def _own_memory(model: Any) -> None:
     with torch.no_grad():
         for tensor in (*model.parameters(), *model.buffers()):
             tensor.data = tensor.data.clone()
-    gc.collect()
 
 
 def serving_precision(model: Any, dtype: str = "low") -> Any:

@@ -17,8 +17,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from bot.app import App, running_app
-from bot.config import Settings
+from bot.app import App
 from bot.domain import Author, ChannelRef, ChatMessage
 from bot.training.lineage import plan_forget
 from storage.db import Database, open_database
@@ -134,18 +133,14 @@ async def test_an_opt_out_made_by_another_process_keeps_the_next_batch_out(db_ur
         await theirs.dispose()
 
 
-async def test_stopping_commits_every_write_still_queued(settings: Settings) -> None:
+async def test_closing_commits_every_write_still_queued(db: Database) -> None:
+    store = SqlMessageStore(db)
     ref = REFS[3]
-    async with running_app(settings) as app:
-        pending = [asyncio.ensure_future(app.core.on_message(msg(i, ref))) for i in range(300)]
-        await asyncio.sleep(0)  # the handlers have started; few batches have committed
-    # The app is closed: every message its handlers were given is stored.
-    await asyncio.gather(*pending)
-    db = await open_database(settings.resolved_database_url)
-    try:
-        assert len(await stored(db, ref)) == 300
-    finally:
-        await db.dispose()
+    pending = [asyncio.ensure_future(store.add(msg(i, ref))) for i in range(300)]
+    await asyncio.sleep(0)  # every write is queued; few, if any, have committed
+    await store.close()  # as a stopping bot does, before it lets go of the database
+    assert len(await stored(db, ref)) == 300  # committed by the time close returns
+    assert await asyncio.gather(*pending) == [True] * 300
 
 
 _INGESTING = textwrap.dedent(
