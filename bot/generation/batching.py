@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.generation.healing import TokenBytes, advance
 from bot.generation.ngram import Mixture
-from bot.generation.sampling import pick_next
+from bot.generation.sampling import Pick, pick_batch
 from bot.setting_specs import SamplingSettings
 
 if TYPE_CHECKING:
@@ -267,13 +267,13 @@ class DecodeBatch:
         forward pass for the rest."""
         import torch
 
-        # 1. Each row picks its token with its own settings and random generator.
+        # 1. Each row picks its token with its own settings and random generator (the
+        #    tensor work for all rows at once).
         chosen: list[int] = []
         keep: list[int] = []
         finished: list[Live] = []
-        for index, lv in enumerate(self.live):
+        for index, (lv, token) in enumerate(zip(self.live, _choose(self.live), strict=True)):
             row = lv.row
-            token = _choose(lv)
             ended = token is None or token == row.eos_id
             if token is not None and not ended:
                 lv.outputs.append(token)
@@ -348,27 +348,36 @@ class DecodeBatch:
         self.live, self.cache, self.mask, self.positions = [], None, None, None
 
 
-def _choose(lv: Live) -> int | None:
-    """The row's next token: by its settings, healing its prompt's end first, and none
+def _choose(live: list[Live]) -> list[int | None]:
+    """Each row's next token: by its settings, healing its prompt's end first, and none
     the leak guard turns down (None: the guard turned down every try, the row ends)."""
+    import torch
+
+    picks = [_pick(lv) for lv in live]
+    first = pick_batch(torch.stack([lv.logits for lv in live]), picks)  # a copy: used up
+    return [_guarded(lv, pick, token) for lv, pick, token in zip(live, picks, first, strict=True)]
+
+
+def _pick(lv: Live) -> Pick:
     row = lv.row
     forbid: set[int] = set()
     if row.eos_id is not None and (not lv.outputs or lv.tail):
         forbid.add(row.eos_id)  # a message is never empty, nor a healed word unfinished
     allowed = row.healing.fitting(lv.tail) if lv.tail and row.healing is not None else None
-    for _ in range(GUARD_RETRIES):
-        token = pick_next(
-            lv.logits,
-            row.settings,
-            row.prompt_ids + lv.outputs,
-            lv.generator,
-            forbid=forbid,
-            mixture=row.mixture,
-            allowed=allowed,
-        )
+    history = row.prompt_ids + lv.outputs
+    return Pick(row.settings, history, lv.generator, forbid, row.mixture, allowed)
+
+
+def _guarded(lv: Live, pick: Pick, token: int) -> int | None:
+    """The first token the leak guard lets the row have, picking again (alone) in its
+    place while it turns them down."""
+    row = lv.row
+    for attempt in range(GUARD_RETRIES):
+        if attempt:
+            token = pick_batch(lv.logits.clone().unsqueeze(0), [pick])[0]
         if row.guard is None or token == row.eos_id or row.guard([*lv.outputs, token]):
             return token
-        forbid.add(token)
+        pick.forbid.add(token)
     lv.cut = True
     return None
 
