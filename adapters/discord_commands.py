@@ -139,3 +139,8 @@ def register_commands(tree: app_commands.CommandTree[Any], respond: Respond) -> 
     @tree.command(name="optin", description="Store my messages again")
     async def optin(interaction: discord.Interaction[Any]) -> None:
         await respond(interaction, cmd.SetOptOut(False), ephemeral=True)
+
+    # Every error that names a command ends "Try /help": it must exist here too.
+    @tree.command(name="help", description="What I can do here, and how")
+    async def help_(interaction: discord.Interaction[Any]) -> None:
+        await respond(interaction, cmd.Help(), ephemeral=True)

@@ -159,6 +159,19 @@ async def test_a_member_cannot_change_settings(bot: tuple[App, FakeDiscord]) -> 
     await until(lambda: _temperature(app), 2.0)
 
 
+async def test_help_is_a_slash_command_and_answers_only_the_asker(
+    bot: tuple[App, FakeDiscord],
+) -> None:
+    """Errors end "Try /help": on Discord that has to be a command the client offers."""
+    _, fake = bot
+    assert "help" in {c["name"] for c in fake.commands[GUILD]}
+    payload = await fake.slash_command(CHANNEL, MEMBER, "help")
+    answer = await fake.wait_for_request(method="POST", path="/webhooks/")
+    assert "/continue" in answer.json["content"] and "/voice" in answer.json["content"]
+    assert answer.json.get("flags", 0) & 64  # ephemeral
+    assert fake.interaction(payload["token"]).callback_type == 5
+
+
 async def test_no_rights_in_the_channel_is_not_admin_whatever_the_guild_grants(
     bot: tuple[App, FakeDiscord],
 ) -> None:
