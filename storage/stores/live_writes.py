@@ -32,6 +32,7 @@ from storage.stores.rows import (
     ensure_channel,
     ensure_workspace,
     insert,
+    lock_channels,
     new_user,
 )
 
@@ -153,6 +154,14 @@ class LiveWrites:
         stores = [i for i, w in enumerate(writes) if isinstance(w, Store)]
         edits = [i for i, w in enumerate(writes) if isinstance(w, Edit)]
         deletes = [i for i, w in enumerate(writes) if isinstance(w, Delete)]
+        # The channels whose stored messages change, locked before anything else (the
+        # order every such transaction keeps: rows.lock_channels).
+        changing = set()
+        for i in edits + deletes:
+            change = writes[i]
+            assert isinstance(change, Edit | Delete)
+            changing.add(await self._known_channel(session, change.ref, fresh))
+        await lock_channels(session, [c for c in changing if c is not None])
         if stores:
             stored = await self._store(session, [writes[i].message for i in stores], fresh)  # type: ignore[union-attr]
             for i, result in zip(stores, stored, strict=True):

@@ -5,6 +5,7 @@ entries."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -125,9 +126,29 @@ async def ensure_channel(session: AsyncSession, ref: ChannelRef, name: str) -> C
 
 
 async def lock_channel(session: AsyncSession, channel_id: int) -> None:
-    """Serialises forgetting a channel's messages with registering its versions.
-    Row lock on PostgreSQL; SQLite's write transactions are serial already."""
-    await session.execute(select(Channel.id).where(Channel.id == channel_id).with_for_update())
+    """Serialises forgetting a channel's messages with registering its versions and
+    with live edits and deletes in it. Row lock on PostgreSQL; SQLite's write
+    transactions are serial already."""
+    await lock_channels(session, [channel_id])
+
+
+async def lock_channels(session: AsyncSession, channel_ids: Iterable[int]) -> None:
+    """The channels' rows locked for a change to their messages, in id order.
+
+    Every transaction that changes messages of channels it did not just make locks
+    them first, before any users or messages rows, in the same order: so an opt-out
+    (channels, then its user, then the messages) and a batch of live writes (channels,
+    then authors, then messages) wait for each other instead of deadlocking.
+    FOR NO KEY UPDATE: two of these wait for each other, but not for the FOR KEY
+    SHARE that stores of new messages hold on their channels."""
+    ids = sorted(set(channel_ids))
+    if ids:
+        await session.execute(
+            select(Channel.id)
+            .where(Channel.id.in_(ids))
+            .order_by(Channel.id)
+            .with_for_update(key_share=True)
+        )
 
 
 def audit_entry(

@@ -23,6 +23,7 @@ from storage.stores.rows import (
     ensure_workspace,
     insert,
     lock_channel,
+    lock_channels,
 )
 
 
@@ -42,6 +43,16 @@ class SqlUserStore:
         async with self.db.write() as session:
             ws_id = await ensure_workspace(session, platform, workspace)
             await ensure_user(session, ws_id, user_id)
+            user_ids = select(User.id).where(
+                User.workspace_id == ws_id, User.external_id == user_id
+            )
+            if opted_out:
+                # The channels their messages are in, before their user row: the lock
+                # order of every change to stored messages (rows.lock_channels).
+                held = await session.scalars(
+                    select(Message.channel_id).where(Message.author_id.in_(user_ids)).distinct()
+                )
+                await lock_channels(session, list(held))
             await session.execute(
                 update(User)
                 .where(User.workspace_id == ws_id, User.external_id == user_id)
@@ -51,9 +62,6 @@ class SqlUserStore:
             session.add(audit_entry(actor, action, key=key, new=opted_out))
             if not opted_out:
                 return 0
-            user_ids = select(User.id).where(
-                User.workspace_id == ws_id, User.external_id == user_id
-            )
             # Forgotten means no voice either, in any channel of the workspace.
             await session.execute(delete(VoiceConsent).where(VoiceConsent.user_id.in_(user_ids)))
             # Every version trained on these messages goes with them, in this transaction.

@@ -14,6 +14,7 @@ import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -21,9 +22,9 @@ from bot.app import App
 from bot.domain import Author, ChannelRef, ChatMessage
 from bot.training.lineage import plan_forget
 from storage.db import Database, open_database
-from storage.models import Message
+from storage.models import Channel, Message
 from storage.stores import SqlMessageStore, SqlUserStore
-from storage.stores.rows import channel_id_query
+from storage.stores.rows import channel_id_query, channel_query
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 REFS = [ChannelRef.parse(f"discord:guild/c{i}") for i in range(5)]
@@ -229,3 +230,39 @@ async def test_a_member_deleted_behind_the_bots_back_is_made_again(db: Database)
     (latest,) = await store.recent(ref, 1)
     assert (latest.external_id, latest.author.name) == ("m2", "U1")
     await store.close()
+
+
+async def test_an_opt_out_goes_through_while_a_batch_holds_its_channels(db: Database) -> None:
+    """A batch storing messages holds its channels (FOR KEY SHARE) and then asks for its
+    authors. An opt-out that took the member's row first and then waited for the
+    channel would deadlock with it, and PostgreSQL would end one of the two: the
+    member's opt-out answered with an internal error, their messages kept. The opt-out
+    takes the channels first, in a mode such a batch does not block."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one write transaction at a time")
+    from sqlalchemy import text
+
+    store = SqlMessageStore(db)
+    users = SqlUserStore(db, plan_forget)
+    try:
+        history = [msg(i, REFS[i % 2], author="leaver") for i in range(4)]
+        assert all(await asyncio.gather(*(store.add(m) for m in history)))
+        async with db.write() as batch:  # a batch, part-way: its channels are held
+            channels = [
+                await batch.scalar(channel_query(ref).with_only_columns(Channel.id))
+                for ref in REFS[:2]
+            ]
+            await batch.execute(
+                text("SELECT id FROM channels WHERE id = ANY(:ids) FOR KEY SHARE"),
+                {"ids": channels},
+            )
+            forgotten = await asyncio.wait_for(
+                users.set_opted_out("discord", "guild", "leaver", True, actor="test"), 10
+            )
+            # ...and now asks for its authors, the leaving member among them.
+            await batch.execute(text("SELECT id FROM users WHERE external_id = 'leaver' FOR SHARE"))
+        assert forgotten == 4
+        for ref in REFS[:2]:
+            assert await stored(db, ref) == []
+    finally:
+        await store.close()
