@@ -253,8 +253,11 @@ class DecodeBatch:
         masks = [] if self.mask is None else [_pad_left(self.mask, width - old)]
         for p in prefills:
             n = len(p.row.prompt_ids)
-            masks.append(torch.cat([torch.zeros(1, width - n), torch.ones(1, n)], 1).long())
-        self.mask = torch.cat(masks).to(device)
+            # Made on the device: the running rows' mask is there already.
+            row_mask = torch.zeros(1, width, dtype=torch.long, device=device)
+            row_mask[0, width - n :] = 1
+            masks.append(row_mask)
+        self.mask = torch.cat(masks)
         new_positions = torch.tensor([[len(p.row.prompt_ids)] for p in prefills], device=device)
         self.positions = (
             new_positions if self.positions is None else torch.cat([self.positions, new_positions])

@@ -44,7 +44,9 @@ def test_a_long_prompt_prefilled_in_chunks_reads_as_in_one_pass(model_dir: Path)
     while not prefill.advance():
         passes += 1
     with torch.inference_mode():
-        whole = loaded.model(input_ids=torch.tensor([prompt])).logits[0, -1]
+        whole = loaded.model(input_ids=torch.tensor([prompt], device=loaded.model.device)).logits[
+            0, -1
+        ]
     assert passes == 4
     assert prefill.logits is not None
     assert torch.allclose(prefill.logits, whole, atol=1e-4)
@@ -73,6 +75,11 @@ def test_a_row_that_joins_a_running_batch_writes_what_it_would_alone(model_dir: 
     assert len(running.outputs) == 24  # the early row went on undisturbed to its end
 
 
+# int8 serving is the CPU's (a GPU serves bf16, tests/integration/test_precision.py).
+cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="int8 serving is CPU-only")
+
+
+@cpu_only
 def test_an_int8_base_lets_go_of_its_float_weights_file(model_dir: Path) -> None:
     # The float weights, read through a memory map of the file while quantizing, would
     # otherwise stay resident beside the int8 ones for as long as the base is served.
@@ -84,6 +91,7 @@ def test_an_int8_base_lets_go_of_its_float_weights_file(model_dir: Path) -> None
     assert served.transformer.wpe.weight.abs().sum() > 0  # what stays float is intact
 
 
+@cpu_only
 def test_the_int8_base_scores_text_as_float32_does(model_dir: Path) -> None:
     from bot.training.evaluation import evaluate_texts
 
@@ -104,7 +112,9 @@ def test_the_written_out_decode_step_computes_what_transformers_does(model_dir: 
     (row,) = batch.join([prefill])
     batch.step()  # picks the first token, then one decode step computes the next logits
     with torch.inference_mode():
-        full = model(input_ids=torch.tensor([prompt + row.outputs])).logits[0, -1]
+        full = model(input_ids=torch.tensor([prompt + row.outputs], device=model.device)).logits[
+            0, -1
+        ]
     assert torch.allclose(row.logits, full, atol=1e-4)
 
 
