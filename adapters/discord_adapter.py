@@ -16,10 +16,11 @@ with the complete text. A reply that comes too fast to stream is posted as befor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,7 @@ class DiscordAdapter:
             text=text,
             created_at=message.created_at,
             edited_at=message.edited_at,
+            reply_to=_referenced(message),
         )
 
     # --- gateway events ----------------------------------------------------------------
@@ -187,13 +189,13 @@ class DiscordAdapter:
         mentioned = me in message.mentions
         ref = channel_ref(message.guild.id if message.guild else None, message.channel.id)
         chat = self._chat_message(message, ref)
-        if not mentioned:
+        if not mentioned and chat.reply_to is None:
             # Stored; and now and then the channel's next message follows, unasked.
             said = await self.core.on_message(chat)
             if said is not None and said.unprompted:
-                for piece in (p for text in said.texts for p in render_discord(text)):
-                    await message.channel.send(piece, allowed_mentions=NO_PINGS)
+                await self._post_unprompted(message.channel, ref, said)
             return
+        # A mention, or a reply (the core answers one to the bot's own posts).
         answer: discord.Message | None = None
 
         async def show(text: str) -> None:
@@ -203,16 +205,34 @@ class DiscordAdapter:
             else:
                 await answer.edit(content=text, allowed_mentions=NO_PINGS)
 
+        resolved = message.reference.resolved if message.reference else None
+        to_me = isinstance(resolved, discord.Message) and resolved.author.id == me.id
         async with self._live(show, "discord: reply") as live:
-            async with message.channel.typing():
-                reply = await self.core.on_message(chat, mentions_bot=True, stream=live)
+            async with message.channel.typing() if mentioned or to_me else _quiet():
+                reply = await self.core.on_message(chat, mentions_bot=mentioned, stream=live)
             if reply is None:
                 return
+            if reply.unprompted:  # not an answer: the channel's next message
+                await self._post_unprompted(message.channel, ref, reply)
+                return
             pieces = [piece for text_ in reply.texts for piece in render_discord(text_)]
-            if await live.finish(pieces[0]):
+            posted: list[tuple[str, str]] = []
+            if await live.finish(pieces[0]) and answer is not None:
+                posted.append((str(answer.id), pieces[0]))
                 pieces = pieces[1:]  # the streamed message shows the first
         for piece in pieces:
-            await message.reply(piece, allowed_mentions=NO_PINGS, mention_author=False)
+            sent = await message.reply(piece, allowed_mentions=NO_PINGS, mention_author=False)
+            posted.append((str(sent.id), piece))
+        await self.core.on_posted(ref, reply, posted)
+
+    async def _post_unprompted(
+        self, channel: discord.abc.Messageable, ref: ChannelRef, said: Reply
+    ) -> None:
+        posted = []
+        for piece in (p for text in said.texts for p in render_discord(text)):
+            sent = await channel.send(piece, allowed_mentions=NO_PINGS)
+            posted.append((str(sent.id), piece))
+        await self.core.on_posted(ref, said, posted)
 
     def _live(self, show: Callable[[str], Awaitable[None]], what: str) -> LiveMessage:
         return LiveMessage(show, partial_discord, interval_s=self.edit_interval_s, what=what)
@@ -279,20 +299,28 @@ class DiscordAdapter:
             except TimeoutError:
                 reply = Reply.error(M.t("too_slow"))
             pieces = [piece for text in reply.texts for piece in render_discord(text)]
+            posted: list[tuple[str, str]] = []
             if reply.is_error and not ephemeral:
                 # The public "thinking…" message (or the text it showed so far) goes;
                 # the error is for the asker only.
                 await live.stop()
                 await interaction.delete_original_response()
             elif await live.finish(pieces[0]):
+                if reply.generated:
+                    original = await interaction.original_response()
+                    posted.append((str(original.id), pieces[0]))
                 pieces = pieces[1:]  # the deferred answer shows the first
         for i, piece in enumerate(pieces):
-            await interaction.followup.send(
+            sent = await interaction.followup.send(
                 piece,
                 ephemeral=ephemeral or reply.is_error,
                 allowed_mentions=NO_PINGS,
+                wait=True,
                 **_image(reply.image if i == len(pieces) - 1 else None),
             )
+            posted.append((str(sent.id), piece))
+        if reply.generated and not ephemeral:
+            await self.core.on_posted(ctx.channel, reply, posted)
 
     # --- notices ------------------------------------------------------------------------
 
@@ -313,6 +341,23 @@ class DiscordAdapter:
         for i, piece in enumerate(pieces):
             image = notice.image if i == len(pieces) - 1 else None
             await target.send(piece, allowed_mentions=NO_PINGS, **_image(image))
+
+
+def _referenced(message: discord.Message) -> str | None:
+    """The id of the message this one replies to (a reply's message reference; a
+    forward or a pin notice references one too, but is no reply)."""
+    reference = message.reference
+    if reference is None or reference.message_id is None:
+        return None
+    if message.type is not discord.MessageType.reply:
+        return None
+    return str(reference.message_id)
+
+
+@contextlib.asynccontextmanager
+async def _quiet() -> AsyncIterator[None]:
+    """No typing indicator: a reply to a member may well get no answer."""
+    yield
 
 
 def _image(path: str | None) -> dict[str, Any]:

@@ -183,17 +183,24 @@ class SlackAdapter:
             text=text,
             created_at=ts_time(event["ts"]),
             edited_at=ts_time(event["edited"]["ts"]) if event.get("edited") else None,
+            thread=thread if (thread := event.get("thread_ts")) != event["ts"] else None,
         )
 
-    async def _post(self, channel: str, pieces: list[str], thread_ts: str | None) -> None:
+    async def _post(
+        self, channel: str, pieces: list[str], thread_ts: str | None
+    ) -> list[tuple[str, str]]:
+        """Posts each piece; (ts, text) of each."""
+        posted = []
         for piece in pieces:
-            await self.client.chat_postMessage(
+            sent = await self.client.chat_postMessage(
                 channel=channel,
                 text=piece,
                 thread_ts=thread_ts,
                 unfurl_links=False,
                 unfurl_media=False,
             )
+            posted.append((str(sent["ts"]), piece))
+        return posted
 
     def _live(self, post: _StreamedPost, what: str) -> LiveMessage:
         return LiveMessage(
@@ -231,9 +238,19 @@ class SlackAdapter:
                 return  # Slack's own notice, not a member writing
             # Stored by ts: a retried delivery stores nothing twice, and is never
             # answered unprompted (only a message stored just now may be).
-            said = await self.core.on_message(self._message(event, team))
-            if said is not None and said.unprompted:
-                await self._post(event["channel"], _pieces(said), event.get("thread_ts"))
+            message = self._message(event, team)
+            if message.thread is not None and f"<@{self.bot_user_id}" in event.get("text", ""):
+                # A mention in a thread: answered once, for its app_mention event.
+                message = dataclasses.replace(message, thread=None)
+            if message.thread is None:
+                said = await self.core.on_message(message)
+                if said is not None and said.unprompted:
+                    await self._answer_with(
+                        said, message.channel, event["channel"], event.get("thread_ts")
+                    )
+                return
+            # In a thread: answered when the bot started it or answered in it.
+            await self._answer(message, event["channel"], message.thread, mentions_bot=False)
 
         async def ack_mention(ack: Any) -> None:
             await ack()
@@ -242,16 +259,7 @@ class SlackAdapter:
             if not self._first_time(body.get("event_id") or event["ts"]):
                 return  # Slack delivered it again: answered already
             message = self._message(event, body.get("team_id"))
-            channel, thread_ts = event["channel"], event.get("thread_ts")
-            post = _StreamedPost(self.client, channel, thread_ts)
-            async with self._live(post, "slack: reply") as live:
-                reply = await self.core.on_message(message, mentions_bot=True, stream=live)
-                if reply is None:
-                    return
-                pieces = _pieces(reply)
-                if await live.finish(pieces[0]):
-                    pieces = pieces[1:]  # the streamed message shows the first
-            await self._post(channel, pieces, thread_ts)
+            await self._answer(message, event["channel"], event.get("thread_ts"), mentions_bot=True)
 
         app.event("app_mention")(ack=ack_mention, lazy=[reply_to_mention])
 
@@ -271,7 +279,9 @@ class SlackAdapter:
                     if await live.stop() is not None:
                         await post.delete()
                 elif await live.finish(pieces[0]):
-                    await self._post(post.channel, pieces[1:], None)
+                    posted = [(post.ts or "", pieces[0])]
+                    posted += await self._post(post.channel, pieces[1:], None)
+                    await self.core.on_posted(ctx.channel, reply, posted)
                     return
             await self._respond(respond, reply)
 
@@ -282,6 +292,30 @@ class SlackAdapter:
 
         app.command("/continue")(ack=ack_command, lazy=[run_continue])
         app.command("/tsuzuki")(ack=ack_command, lazy=[run_tsuzuki])
+
+    async def _answer(
+        self, message: ChatMessage, channel: str, thread_ts: str | None, *, mentions_bot: bool
+    ) -> None:
+        """The core's answer to a mention or a reply, streamed where it is asked (in
+        the thread, if it was asked in one); the posts kept for reply chains."""
+        post = _StreamedPost(self.client, channel, thread_ts)
+        async with self._live(post, "slack: reply") as live:
+            reply = await self.core.on_message(message, mentions_bot=mentions_bot, stream=live)
+            if reply is None:
+                return
+            pieces = _pieces(reply)
+            posted: list[tuple[str, str]] = []
+            if await live.finish(pieces[0]) and post.ts is not None:
+                posted.append((post.ts, pieces[0]))
+                pieces = pieces[1:]  # the streamed message shows the first
+        posted += await self._post(channel, pieces, thread_ts)
+        await self.core.on_posted(message.channel, reply, posted, thread=thread_ts)
+
+    async def _answer_with(
+        self, said: Reply, ref: ChannelRef, channel: str, thread_ts: str | None
+    ) -> None:
+        posted = await self._post(channel, _pieces(said), thread_ts)
+        await self.core.on_posted(ref, said, posted, thread=thread_ts)
 
     async def _context(self, body: dict[str, Any]) -> CommandContext:
         user = body["user_id"]

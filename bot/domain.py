@@ -91,6 +91,10 @@ class ChatMessage:
     text: str
     created_at: datetime
     edited_at: datetime | None = None
+    # Where it sits in a conversation: the message it replies to (Discord's message
+    # reference), or the thread it was written in (Slack: the root's ts).
+    reply_to: str | None = None
+    thread: str | None = None
 
     @property
     def is_bot(self) -> bool:
@@ -198,6 +202,9 @@ class Reply:
     # Nobody asked: the channel's next message, written after a member's. Posted as a
     # message of its own, not as a reply to anyone.
     unprompted: bool = False
+    # The conversation the texts answer (external ids, oldest first, the message
+    # answered last): kept with the posts, so that a reply to one continues it.
+    chain: tuple[str, ...] = ()
 
     @classmethod
     def info(cls, text: str) -> Reply:

@@ -19,6 +19,7 @@ from bot.domain import (
 )
 from bot.processes import JobOwner
 from bot.records import (
+    BotPost,
     ChannelInfo,
     ImportBatch,
     ImportCounts,
@@ -65,6 +66,10 @@ class MessageStore(Protocol):
 
     async def recent(self, ref: ChannelRef, limit: int) -> list[ChatMessage]:
         """The newest `limit` messages, oldest first."""
+        ...
+
+    async def texts(self, ref: ChannelRef, external_ids: Sequence[str]) -> dict[str, str]:
+        """Stored texts by external id (gone and opted-out members' ones left out)."""
         ...
 
     async def count(self, ref: ChannelRef) -> int: ...
@@ -278,6 +283,24 @@ class PlatformAdapter(Protocol):
     async def post_notice(self, notice: Notice) -> None: ...
 
 
+class BotPostStore(Protocol):
+    """The bot's own posts, for reply chains (never trained on)."""
+
+    async def add(
+        self,
+        ref: ChannelRef,
+        posts: Sequence[tuple[str, str]],
+        chain: Sequence[str],
+        thread: str | None = None,
+    ) -> None: ...
+
+    async def find(self, ref: ChannelRef, external_id: str) -> BotPost | None: ...
+
+    async def newest_in_thread(self, ref: ChannelRef, thread: str) -> BotPost | None: ...
+
+    async def delete(self, ref: ChannelRef, external_ids: Sequence[str]) -> int: ...
+
+
 class Stores(Protocol):
     """Every store, as the core and the engine get them (bot/engine/parts.py SqlStores)."""
 
@@ -295,3 +318,6 @@ class Stores(Protocol):
 
     @property
     def jobs(self) -> JobStore: ...
+
+    @property
+    def posts(self) -> BotPostStore: ...

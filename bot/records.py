@@ -117,3 +117,14 @@ class ForgetPlan:
 # (the channel's versions in version order, the id of the first forgotten message)
 # → the plan. bot.training.lineage.plan_forget is the one the bot runs.
 ForgetPolicy = Callable[[Sequence[VersionRecord], int], ForgetPlan]
+
+
+@dataclass(frozen=True)
+class BotPost:
+    """A message the bot posted, as kept for reply chains (storage: bot_posts)."""
+
+    external_id: str
+    text: str
+    # The conversation it was written after: external ids, oldest first.
+    chain: tuple[str, ...] = ()
+    thread: str | None = None  # Slack: the thread it is in (its root's ts)

@@ -188,6 +188,15 @@ SETTING_SPECS: dict[str, SettingSpec] = {
             "seconds at least between two unprompted messages",
             scope="channel",
         ),
+        SettingSpec(
+            "reply_to_replies",
+            bool,
+            0,
+            1,
+            "a reply to one of the bot's messages is answered, the conversation ahead of"
+            " the channel's recent history",
+            scope="channel",
+        ),
         # The leak guard (bot/generation/verbatim.py). Channel scope: nobody can turn it
         # off for one request by typing `verbatim_run=1000`.
         SettingSpec(
@@ -266,6 +275,7 @@ class ChannelOptions:
     notices: bool = False  # post a notice when a new version answers
     reply_chance: float = 0.0  # chance of an unprompted reply after a member's message
     reply_cooldown: int = 600  # seconds at least between two unprompted replies
+    reply_to_replies: bool = True  # a reply to the bot's message is answered in context
     verbatim_whole: int = 20  # stored messages this long never come back whole
     verbatim_run: int = 32  # nor does a run this long of one
 

@@ -125,6 +125,28 @@ class Message(Base):
     is_bot: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+class BotPost(Base):
+    """A message the bot posted (a reply, a continuation), kept so that a member's reply
+    to it continues the conversation: its text, and the conversation it was written
+    after (`chain`: the external ids of the messages, oldest first, its own answer's
+    question last). Never trained on, never counted: it is not in `messages`."""
+
+    __tablename__ = "bot_posts"
+    __table_args__ = (
+        UniqueConstraint("channel_id", "external_id"),
+        Index("ix_bot_posts_channel_thread", "channel_id", "thread"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(String(100))
+    # Slack: the thread it was posted in (its root's ts); None elsewhere.
+    thread: Mapped[str | None] = mapped_column(String(100))
+    text: Mapped[str] = mapped_column(Text)
+    chain: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class ModelVersion(Base):
     __tablename__ = "model_versions"
     __table_args__ = (UniqueConstraint("channel_id", "version"),)

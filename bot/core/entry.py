@@ -60,6 +60,27 @@ class Core:
         assert reply is not None
         return reply
 
+    async def on_posted(
+        self,
+        ref: ChannelRef,
+        reply: Reply,
+        posted: Sequence[tuple[str, str]],
+        *,
+        thread: str | None = None,
+    ) -> None:
+        """The platform showed a generated reply as these messages ((id, text) each, in
+        `thread` on Slack): kept, so that a reply to one continues the conversation."""
+        await _safely(lambda: self._posted(ref, reply, posted, thread))
+
+    async def _posted(
+        self,
+        ref: ChannelRef,
+        reply: Reply,
+        posted: Sequence[tuple[str, str]],
+        thread: str | None,
+    ) -> None:
+        await self.ingest.replies.conversations.posted(ref, reply, posted, thread)
+
     async def on_edit(self, ref: ChannelRef, external_id: str, text: str, at: datetime) -> None:
         await _safely(lambda: self._edit(ref, external_id, text, at))
 

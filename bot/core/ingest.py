@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from bot.core.context import CommandContext
@@ -40,9 +41,9 @@ class Ingest:
         stream: TextListener | None = None,
     ) -> Reply | None:
         """Stores a person's message (bots, ours included, are never stored: the model
-        should learn the channel's people, not itself) and, when it mentions the bot,
-        answers with the channel's next message; otherwise sometimes writes it unasked
-        (Replies.unprompted)."""
+        should learn the channel's people, not itself) and, when it mentions the bot or
+        replies to one of its posts, answers with the channel's next message; otherwise
+        sometimes writes it unasked (Replies.unprompted)."""
         if message.is_bot:
             return None
         ref = message.channel
@@ -50,9 +51,17 @@ class Ingest:
         stored = bool(message.text.strip()) and await self.messages.add(message)
         if stored:
             await self._catch_up(ref, message.external_id)
-        ctx = CommandContext(message.channel, message.author, stream=stream)
-        if mentions_bot:
-            return await self.replies.reply(ctx)
+        ctx = CommandContext(message.channel, message.author)
+        if mentions_bot or message.reply_to or message.thread:
+            # A mention, or a reply to one of the bot's posts (when the channel lets
+            # replies be answered), is answered after the conversation it continues.
+            options = await self.replies.settings.options(ref)
+            conversations = self.replies.conversations
+            chain = await conversations.chain(message, follow_replies=options.reply_to_replies)
+            if chain is None and mentions_bot:
+                chain = (message.external_id,)  # a mention starts a conversation
+            if chain is not None:
+                return await self.replies.reply(replace(ctx, stream=stream), chain)
         # A message seen for the first time (not a platform's re-delivery) may get the
         # channel's next message unprompted, by the channel's reply_chance.
         return await self.replies.unprompted(ctx) if stored else None
@@ -70,6 +79,8 @@ class Ingest:
         for external_id in external_ids:
             self._remember((ref, external_id), None)
         await self.messages.delete(ref, external_ids)
+        # One of the bot's own posts, deleted (by an admin, say), leaves its chains.
+        await self.replies.stores.posts.delete(ref, external_ids)
 
     def _remember(self, key: tuple[ChannelRef, str], change: _Change) -> None:
         self._changes[key] = change

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from bot import messages as M
 from bot.core.context import CommandContext
+from bot.core.conversations import Conversations
 from bot.core.ratelimit import RateLimiter
 from bot.core.settings_commands import ChannelSettings
 from bot.domain import ChannelRef, GenerationRequest, Reply, strip_voice_tag, voice_tag
@@ -57,6 +58,7 @@ class Replies:
         clock: Callable[[], float],
     ) -> None:
         self.stores = stores
+        self.conversations = Conversations(stores)
         self.settings = settings
         self.generator = generator
         self.limits = limits
@@ -130,14 +132,20 @@ class Replies:
             raise UserError(M.t("voice_not_lent"))
         return voice_tag(ctx.channel, voice, await self.stores.messages.voice_key())
 
-    async def reply(self, ctx: CommandContext) -> Reply:
-        """The channel's next message, written after its recent history."""
+    async def reply(self, ctx: CommandContext, chain: Sequence[str] = ()) -> Reply:
+        """The channel's next message, written after its recent history and then the
+        conversation `chain` (message ids, oldest first; conversations.py) it answers."""
         self._check_rate(ctx)
-        return await self._next_message(ctx)
+        return replace(await self._next_message(ctx, chain), chain=tuple(chain))
 
-    async def _next_message(self, ctx: CommandContext) -> Reply:
+    async def _next_message(self, ctx: CommandContext, chain: Sequence[str] = ()) -> Reply:
         settings = await self.settings.effective(ctx.channel)
         history = await self.stores.messages.recent(ctx.channel, self.limits.reply_context_messages)
+        # The conversation comes last, nearest the reply: when the context is too long
+        # for the model, the channel's older history is cut first (prompt.py).
+        in_chain = set(chain)
+        context = [m.text for m in history if m.external_id not in in_chain]
+        context += await self.conversations.texts(ctx.channel, chain) if chain else []
         guard = await self._guard(ctx)
         async with self._generating():
             result = await self.generator.generate(
@@ -145,7 +153,7 @@ class Replies:
                     channel=ctx.channel,
                     settings=settings,
                     mode="reply",
-                    context=tuple(m.text for m in history),
+                    context=tuple(context),
                     verbatim_whole=guard.verbatim_whole,
                     verbatim_run=guard.verbatim_run,
                 ),

@@ -15,6 +15,7 @@ from bot.generation.spec import ModelSpec
 from bot.training.lineage import plan_forget
 from storage.db import Database
 from storage.stores import (
+    SqlBotPostStore,
     SqlChannelStore,
     SqlJobStore,
     SqlMessageStore,
@@ -32,6 +33,7 @@ class SqlStores:
     registry: SqlModelRegistry
     users: SqlUserStore
     jobs: SqlJobStore
+    posts: SqlBotPostStore
 
     @classmethod
     def over(cls, db: Database, settings: Settings | None = None) -> SqlStores:
@@ -51,6 +53,7 @@ class SqlStores:
             SqlModelRegistry(db),
             SqlUserStore(db, plan_forget),
             SqlJobStore(db),
+            SqlBotPostStore(db),
         )
 
 

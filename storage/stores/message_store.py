@@ -258,6 +258,25 @@ class SqlMessageStore:
         out.reverse()
         return out
 
+    async def texts(self, ref: ChannelRef, external_ids: Sequence[str]) -> dict[str, str]:
+        """The stored text of each of these messages that is still here (deleted ones
+        and those of members who opted out are not), by external id."""
+        if not external_ids:
+            return {}
+        async with self.db.read() as session:
+            rows = (
+                await session.execute(
+                    select(Message.external_id, Message.text)
+                    .outerjoin(User, Message.author_id == User.id)
+                    .where(
+                        Message.channel_id == channel_id_query(ref),
+                        Message.external_id.in_(list(external_ids)),
+                        or_(User.id.is_(None), User.opted_out.is_(False)),
+                    )
+                )
+            ).all()
+        return {external_id: text for external_id, text in rows}
+
     async def count(self, ref: ChannelRef) -> int:
         async with self.db.read() as session:
             n = await session.scalar(

@@ -124,9 +124,12 @@ class Gateway(DiscordState):
         mentions_bot: bool = False,
         message_id: int | str | None = None,
         reply_to: int | str | None = None,
+        reply_ping: bool = True,
         timestamp: datetime | None = None,
     ) -> Json:
-        """A user posts a message: stored, then MESSAGE_CREATE. Returns the gateway payload."""
+        """A user posts a message: stored, then MESSAGE_CREATE. Returns the gateway payload.
+        A reply (`reply_to`) pings the replied-to author unless `reply_ping` is off, as
+        the client's "@ on" toggle does."""
         cid = str(channel_id)
         if mentions_bot and not re.search(rf"<@!?{self.bot_id}>", content):
             content = f"<@{self.bot_id}> {content}"
@@ -135,7 +138,10 @@ class Gateway(DiscordState):
         reference = None
         if reply_to is not None:
             reference = self._with_guild(cid, {"message_id": str(reply_to), "channel_id": cid})
-        message = self._message(cid, author, content, message_id=mid, reference=reference)
+        allowed = None if reply_ping else {"parse": ["users", "roles"], "replied_user": False}
+        message = self._message(
+            cid, author, content, message_id=mid, reference=reference, allowed_mentions=allowed
+        )
         self._store(cid, message)
         return await self.dispatch("MESSAGE_CREATE", self._gateway_message(message))
 
