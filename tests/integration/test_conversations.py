@@ -34,9 +34,11 @@ def said(external_id: str, author: Author, text: str, reply_to: str | None = Non
     return ChatMessage(REF, external_id, author, text, at, reply_to=reply_to)
 
 
-async def answer(app: App, message: ChatMessage, post_id: str, **kw: bool) -> Reply | None:
+async def answer(
+    app: App, message: ChatMessage, post_id: str, *, mentions_bot: bool = False
+) -> Reply | None:
     """The core's answer to `message`, posted by the platform as `post_id`."""
-    reply = await app.core.on_message(message, **kw)
+    reply = await app.core.on_message(message, mentions_bot=mentions_bot)
     if reply is not None:
         await app.core.on_posted(REF, reply, [(post_id, reply.texts[0])])
     return reply
