@@ -152,6 +152,8 @@ class GenerationRequest:
     # `verbatim_whole` characters never comes back whole, nor `verbatim_run` of one.
     verbatim_whole: int = 20
     verbatim_run: int = 32
+    # Words the text never contains (the channel's banned_words): resampled, else cut.
+    banned_words: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

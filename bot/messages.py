@@ -130,6 +130,12 @@ CATALOG: dict[str, dict[Locale, str]] = {
         "en": "That prompt is too long ({length} characters; at most {limit}).",
         "ja": "書き出しが長すぎます（{length} 文字、上限 {limit} 文字）。",
     },
+    "prompt_banned_word": {
+        "en": "That prompt contains a word this channel's admins never want posted"
+        " (/settings show: banned_words).",
+        "ja": "書き出しに、このチャンネルの管理者が投稿を禁止した語が含まれています"
+        "（/settings show の banned_words）。",
+    },
     "override_bad": {
         "en": "Could not read '{item}': write overrides as key=value, e.g. temperature=0.7.",
         "ja": "'{item}' を読み取れません。temperature=0.7 のように 項目=値 で指定してください。",

@@ -16,6 +16,8 @@ from typing import Any, Literal
 from bot import messages as M
 from bot.errors import UserError
 
+# The longest word a word list (banned_words) takes.
+WORD_CHARS = 50
 # A typed number: plain decimal or exponent notation. Python's float() also takes digit
 # separators ("0_5" is 5.0) and words ("infinity"), which no user means.
 _NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
@@ -38,7 +40,8 @@ class SettingSpec:
     """One per-channel setting: its type, its allowed range and what it means."""
 
     name: str
-    kind: type  # int, float or bool (a switch: on/off)
+    # int, float, bool (a switch: on/off), or list (of words; `maximum` of them at most)
+    kind: type
     minimum: float
     maximum: float
     help: str
@@ -48,6 +51,8 @@ class SettingSpec:
     def describe_range(self) -> str:
         if self.kind is bool:
             return "on|off"
+        if self.kind is list:
+            return f"words separated by commas (at most {_fmt(self.maximum)}), or 'none'"
         rng = f"{_fmt(self.minimum)}–{_fmt(self.maximum)}"
         return f"{rng} or 'none'" if self.nullable else rng
 
@@ -57,11 +62,15 @@ class SettingSpec:
             return "none"
         if self.kind is bool:
             return "on" if value else "off"
+        if self.kind is list:
+            return ", ".join(str(w) for w in value) if value else "none"  # type: ignore[attr-defined]
         return str(value)
 
-    def coerce(self, raw: object) -> int | float | bool | None:
+    def coerce(self, raw: object) -> int | float | bool | tuple[str, ...] | None:
         """Turns `raw` (a string typed by a user, or a number) into a valid value, or
         raises UserError naming the setting and its range."""
+        if self.kind is list:
+            return self._words(raw)
         if raw is None or (isinstance(raw, str) and raw.strip().lower() in {"none", "null", ""}):
             if self.nullable:
                 return None
@@ -94,6 +103,31 @@ class SettingSpec:
         # "-0" is stored and shown as 0, not -0.0.
         return value + 0
 
+    def _words(self, raw: object) -> tuple[str, ...]:
+        """A list of words: typed with commas between them (Japanese ones too), or as
+        stored; NFKC-normalised, each once, in the order given. 'none' is no words."""
+        if raw is None:
+            return ()
+        if isinstance(raw, str):
+            typed = unicodedata.normalize("NFKC", raw).strip()
+            items: list[object] = [] if typed.lower() in {"none", ""} else re.split(r"[,、]", typed)
+        elif isinstance(raw, list | tuple):
+            items = list(raw)
+        else:
+            raise self._invalid(raw)
+        words: list[str] = []
+        for item in items:
+            if not isinstance(item, str):
+                raise self._invalid(raw)
+            word = unicodedata.normalize("NFKC", item).strip()
+            if len(word) > WORD_CHARS:
+                raise self._invalid(raw)
+            if word and word.casefold() not in {w.casefold() for w in words}:
+                words.append(word)
+        if len(words) > self.maximum:
+            raise self._invalid(raw)
+        return tuple(words)
+
     def _switch(self, raw: object) -> bool:
         if isinstance(raw, bool):
             return raw
@@ -105,7 +139,11 @@ class SettingSpec:
         raise self._invalid(raw)
 
     def _invalid(self, raw: object) -> UserError:
-        kind = {int: "an integer", bool: "on or off"}.get(self.kind, "a number")
+        kind = {
+            int: "an integer",
+            bool: "on or off",
+            list: f"words of at most {WORD_CHARS} characters",
+        }.get(self.kind, "a number")
         shown = str(raw)
         if len(shown) > ECHO_CHARS:
             shown = shown[:ECHO_CHARS] + f"… ({len(shown):,} characters)"
@@ -186,6 +224,23 @@ SETTING_SPECS: dict[str, SettingSpec] = {
             0,
             7 * 24 * 3600,
             "seconds at least between two unprompted messages",
+            scope="channel",
+        ),
+        # Words never posted (bot/generation/banned.py): resampled, else the text cut.
+        SettingSpec(
+            "banned_words",
+            list,
+            0,
+            200,
+            "words a reply never contains (resampled, else cut there), case aside",
+            scope="channel",
+        ),
+        SettingSpec(
+            "banned_words_train",
+            bool,
+            0,
+            1,
+            "training leaves out the messages that contain a banned word",
             scope="channel",
         ),
         SettingSpec(
@@ -276,6 +331,8 @@ class ChannelOptions:
     reply_chance: float = 0.0  # chance of an unprompted reply after a member's message
     reply_cooldown: int = 600  # seconds at least between two unprompted replies
     reply_to_replies: bool = True  # a reply to the bot's message is answered in context
+    banned_words: tuple[str, ...] = ()  # never in a reply
+    banned_words_train: bool = False  # messages with a banned word are not trained on
     verbatim_whole: int = 20  # stored messages this long never come back whole
     verbatim_run: int = 32  # nor does a run this long of one
 

@@ -16,6 +16,7 @@ from bot.core.ratelimit import RateLimiter
 from bot.core.settings_commands import ChannelSettings
 from bot.domain import ChannelRef, GenerationRequest, Reply, strip_voice_tag, voice_tag
 from bot.errors import BusyError, UserError
+from bot.generation.banned import BannedWords
 from bot.ports import Stores, TextGenerator, TextListener
 from bot.setting_specs import ChannelOptions
 
@@ -101,10 +102,14 @@ class Replies:
         # Validate overrides before any work, so a typo costs no generation.
         settings = await self.settings.effective(ctx.channel, overrides)
         tag = await self._voice_tag(ctx, voice) if voice else ""
+        guard = await self._guard(ctx)
+        banned = BannedWords(guard.banned_words)
+        if banned.first(prompt) is not None:
+            # The reply starts with the prompt: it would post the word itself.
+            raise UserError(M.t("prompt_banned_word"))
         self._check_rate(ctx)
         await self.stores.channels.ensure(ctx.channel, ctx.channel_name)
         stream = ctx.stream if settings.num_return_sequences == 1 else None
-        guard = await self._guard(ctx)
         async with self._generating():
             result = await self.generator.generate(
                 GenerationRequest(
@@ -115,11 +120,13 @@ class Replies:
                     voice=tag,
                     verbatim_whole=guard.verbatim_whole,
                     verbatim_run=guard.verbatim_run,
+                    banned_words=guard.banned_words,
                 ),
                 stream,
             )
         # The texts start with the prompt as typed: the voice tag went to the model only.
-        return Reply(result.texts, generated=True)
+        # The engine resamples around banned words; whatever engine it was, none is posted.
+        return Reply(tuple(banned.cut(t) for t in result.texts), generated=True)
 
     async def _guard(self, ctx: CommandContext) -> ChannelOptions:
         """The channel's options, for its leak-guard thresholds."""
@@ -156,12 +163,14 @@ class Replies:
                     context=tuple(context),
                     verbatim_whole=guard.verbatim_whole,
                     verbatim_run=guard.verbatim_run,
+                    banned_words=guard.banned_words,
                 ),
                 _untagged(ctx.stream),
             )
         # A message may open with a voice tag, as the members' messages it learnt from
-        # do: never shown.
-        texts = tuple(s for t in result.texts if (s := strip_voice_tag(t).strip()))
+        # do: never shown. Nor is a banned word, whatever engine wrote it.
+        banned = BannedWords(guard.banned_words)
+        texts = tuple(s for t in result.texts if (s := banned.cut(strip_voice_tag(t)).strip()))
         return Reply((texts or (M.t("reply_empty"),))[:1], generated=True)
 
     async def unprompted(self, ctx: CommandContext) -> Reply | None:

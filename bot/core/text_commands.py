@@ -123,8 +123,9 @@ def parse_settings(args: list[str]) -> cmd.Command:
     match args:
         case [] | ["show"]:
             return cmd.ShowSettings()
-        case ["set", key, value]:
-            return cmd.SetSetting(key, value)
+        case ["set", key, *words] if words:
+            # A word list may be typed with spaces: `set banned_words foo, bar`.
+            return cmd.SetSetting(key, " ".join(words))
         case ["reset", key]:
             return cmd.ResetSetting(key)
     raise UserError(M.t("settings_usage"))

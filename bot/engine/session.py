@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from bot.domain import GenerationRequest, GenerationResult, disarm_tags
 from bot.engine.metrics import EngineMetrics
 from bot.errors import UserError
+from bot.generation.banned import BannedGuard, BannedWords
 from bot.generation.batching import (
     PREFILL_CHUNK,
     DecodeBatch,
@@ -162,11 +163,15 @@ class Session:
             group = _Group(serving, DecodeBatch(loaded.model, serving.lora))
             self.groups[id(serving)] = group
         typed = request.prompt if request.mode == "continue" else ""
+        banned = BannedWords(request.banned_words)
         for v in range(variants):
-            guard = None
+            checks: list[VerbatimGuard | BannedGuard] = []
             if live is not None:
                 state.guards.append(VerbatimGuard(live.index, typed))
-                guard = _guarding(state, state.guards[-1])
+                checks.append(state.guards[-1])
+            if banned:
+                checks.append(BannedGuard(banned, typed))
+            guard = _guarding(state, checks) if checks else None
             row = Row(
                 prompt.input_ids,
                 settings,
@@ -293,9 +298,19 @@ def _decoded(state: _Request, new_ids: list[int]) -> str:
     return text
 
 
-def _guarding(state: _Request, guard: VerbatimGuard) -> Callable[[list[int]], bool]:
+def _guarding(
+    state: _Request, checks: list[VerbatimGuard | BannedGuard]
+) -> Callable[[list[int]], bool]:
+    """A row's guard: its new tokens, as text, pass every check (the leak guard, the
+    channel's banned words); only then does each check move past them."""
+
     def allows(new_ids: list[int]) -> bool:
-        return guard.allows(_decoded(state, new_ids))
+        text = _decoded(state, new_ids)
+        if not all(check.allows(text) for check in checks):
+            return False
+        for check in checks:
+            check.passed(text)
+        return True
 
     return allows
 

@@ -26,12 +26,14 @@ from bot.device import Device, Priority
 from bot.domain import ChannelRef, ModelVersionInfo, voice_tag
 from bot.engine.resolver import ModelResolver
 from bot.errors import UserError
+from bot.generation.banned import BannedWords
 from bot.generation.loading import load_tokenizer
 from bot.generation.source import stale_scratch_dirs
 from bot.generation.spec import ModelSpec
 from bot.outages import doing
 from bot.ports import ChannelStore, MessageStore, ModelRegistry
 from bot.records import TrainingText
+from bot.setting_specs import ChannelOptions
 from bot.statuses import VersionStatus
 from bot.training.dataset import DatasetInfo, DatasetOptions, build_dataset, read_eval_texts
 from bot.training.evaluation import EvalResult
@@ -271,6 +273,11 @@ class TrainingService:
         tokenizer = await self.worker.run(load_tokenizer, Path(start))
         key = await self.messages.voice_key()
         pages = _with_voice_tags(ref, key, self.messages.iter_training_texts(ref, max_id))
+        banned = await self._banned_for_training(ref)
+        if banned:
+            # The dataset splits by count: counted first, without what is left out.
+            total -= await _banned_count(banned, self.messages.iter_training_texts(ref, max_id))
+            pages = _without(banned, pages)
         options = DatasetOptions(author_prefix=self.settings.train_author_prefix)
         info = await build_dataset(pages, total, tokenizer, run_dir, max_id, options)
         if info.train_tokens < 2 or info.eval_messages < 1:
@@ -279,6 +286,13 @@ class TrainingService:
                 M.t("training_not_enough", channel=ref, messages=info.messages, needed=MIN_MESSAGES)
             )
         return info
+
+    async def _banned_for_training(self, ref: ChannelRef) -> BannedWords:
+        """The channel's banned words, when its admins keep messages with them out of
+        training (`banned_words_train on`); none otherwise."""
+        channel = await self.channels.get(ref)
+        options = ChannelOptions.from_stored(channel.sampling if channel else {})
+        return BannedWords(options.banned_words if options.banned_words_train else ())
 
     async def evaluate_active(self, ref: ChannelRef) -> ModelVersionInfo:
         """Measures the active version and the channel's Markov chain again, on the
@@ -393,6 +407,18 @@ async def _with_voice_tags(
         yield [
             (name, text, voice_tag(ref, voice, key) if voice else "") for name, text, voice in page
         ]
+
+
+async def _without(
+    banned: BannedWords, pages: AsyncIterator[list[TrainingText]]
+) -> AsyncIterator[list[TrainingText]]:
+    """The pages without the messages that contain a banned word."""
+    async for page in pages:
+        yield [row for row in page if banned.first(row[1]) is None]
+
+
+async def _banned_count(banned: BannedWords, pages: AsyncIterator[list[TrainingText]]) -> int:
+    return sum([sum(banned.first(text) is not None for _, text, _ in page) async for page in pages])
 
 
 def _same_run(run_dir: Path, key: dict[str, Any]) -> bool:

@@ -115,5 +115,8 @@ class VerbatimGuard:
         if self.index.copied(text, len(self.prompt), self.checked):
             self.blocked += 1
             return False
-        self.checked = len(text)
         return True
+
+    def passed(self, new_text: str) -> None:
+        """The row took `new_text` (every check allowed it): later checks start after it."""
+        self.checked = len(self.prompt + new_text.rstrip("\ufffd"))

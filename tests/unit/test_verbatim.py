@@ -51,6 +51,7 @@ def test_the_thresholds_are_the_channels() -> None:
 def test_a_guard_checks_each_character_once_and_counts_what_it_turned_down() -> None:
     guard = VerbatimGuard(_index(), prompt="織田信長は、")
     assert guard.allows("身分に")
+    guard.passed("身分に")  # the row took it: checks go on after it
     assert not guard.allows(SHORT[6:])
     assert guard.blocked == 1
     assert guard.allows("身分に関係なく")
