@@ -33,6 +33,7 @@ from adapters.discord_commands import register_commands
 from adapters.render import partial_discord, render_discord
 from adapters.streaming import LiveMessage
 from bot import messages as M
+from bot.core import command_values as cmd
 from bot.core.command_values import Command
 from bot.core.context import CommandContext
 from bot.core.entry import Core
@@ -108,7 +109,7 @@ class DiscordAdapter:
         # Slash commands are the application's, not a shard's: one process syncs them.
         self.syncs_commands = shard_ids is None or 0 in shard_ids
         self.tree = app_commands.CommandTree(self.client)
-        register_commands(self.tree, self._respond)
+        register_commands(self.tree, self._respond, self._continue_message)
         self.client.event(self.on_ready)
         self.client.event(self.on_message)
         self.client.event(self.on_raw_message_edit)
@@ -321,6 +322,33 @@ class DiscordAdapter:
             posted.append((str(sent.id), piece))
         if reply.generated and not ephemeral:
             await self.core.on_posted(ctx.channel, reply, posted)
+
+    async def _continue_message(
+        self, interaction: discord.Interaction[Any], message: discord.Message
+    ) -> None:
+        """ "Continue this message": the new text is posted in reply to the message; the
+        asker's deferred answer goes again (or says what went wrong, to them alone)."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        text = self._bot_mention().sub("", message.content).strip()
+        command = cmd.ContinueMessage(str(message.id), text, str(message.author.id))
+        try:
+            reply = await asyncio.wait_for(
+                self.core.on_command(self._context(interaction), command), INTERACTION_BUDGET_S
+            )
+        except TimeoutError:
+            reply = Reply.error(M.t("too_slow"))
+        if reply.ephemeral:
+            await interaction.edit_original_response(
+                content=render_discord(reply.texts[0])[0], allowed_mentions=NO_PINGS
+            )
+            return
+        posted = []
+        for piece in (p for text_ in reply.texts for p in render_discord(text_)):
+            sent = await message.reply(piece, allowed_mentions=NO_PINGS, mention_author=False)
+            posted.append((str(sent.id), piece))
+        await interaction.delete_original_response()
+        ref = channel_ref(interaction.guild_id, interaction.channel_id or 0)
+        await self.core.on_posted(ref, reply, posted)
 
     # --- notices ------------------------------------------------------------------------
 

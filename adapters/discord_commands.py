@@ -24,8 +24,27 @@ class Respond(Protocol):
     ) -> Awaitable[None]: ...
 
 
-def register_commands(tree: app_commands.CommandTree[Any], respond: Respond) -> None:
-    """Adds every slash command to `tree`."""
+class ContinueMessage(Protocol):
+    def __call__(
+        self, interaction: discord.Interaction[Any], message: discord.Message
+    ) -> Awaitable[None]: ...
+
+
+def register_commands(
+    tree: app_commands.CommandTree[Any], respond: Respond, continue_message: ContinueMessage
+) -> None:
+    """Adds every slash command to `tree`, and the message actions (right-click a
+    message, Apps)."""
+
+    @tree.context_menu(name="Continue this message")
+    async def continue_this(
+        interaction: discord.Interaction[Any], message: discord.Message
+    ) -> None:
+        await continue_message(interaction, message)
+
+    @tree.context_menu(name="Don't learn from this")
+    async def unlearn(interaction: discord.Interaction[Any], message: discord.Message) -> None:
+        await respond(interaction, cmd.Unlearn(str(message.id)), ephemeral=True)
 
     @tree.command(name="continue", description="Continue your text in this channel's voice")
     @app_commands.describe(

@@ -136,6 +136,24 @@ CATALOG: dict[str, dict[Locale, str]] = {
         "ja": "書き出しに、このチャンネルの管理者が投稿を禁止した語が含まれています"
         "（/settings show の banned_words）。",
     },
+    "action_opted_out": {
+        "en": "That message's author opted out: the bot does not use their messages.",
+        "ja": "このメッセージの投稿者はオプトアウトしています。ボットはその人のメッセージを使いません。",
+    },
+    "unlearn_not_stored": {
+        "en": "That message is not in this channel's history: nothing learns from it.",
+        "ja": "このメッセージはチャンネルの履歴にありません。何も学習しません。",
+    },
+    "unlearn_not_yours": {
+        "en": "Only its author or a channel admin can take a message out of the history.",
+        "ja": "履歴から外せるのは、投稿者本人かチャンネルの管理者だけです。",
+    },
+    "unlearned": {
+        "en": "Done: that message stays here, but the bot no longer learns from it"
+        " (it leaves the history, the live counts and every next version).",
+        "ja": "完了しました。メッセージはそのまま残りますが、ボットはもう学習しません"
+        "（履歴・直近の学習・今後のバージョンから外れます）。",
+    },
     "override_bad": {
         "en": "Could not read '{item}': write overrides as key=value, e.g. temperature=0.7.",
         "ja": "'{item}' を読み取れません。temperature=0.7 のように 項目=値 で指定してください。",

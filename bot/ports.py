@@ -72,6 +72,14 @@ class MessageStore(Protocol):
         """Stored texts by external id (gone and opted-out members' ones left out)."""
         ...
 
+    async def author_of(self, ref: ChannelRef, external_id: str) -> str | None:
+        """The stored message's author's platform id; None: not stored."""
+        ...
+
+    async def unlearn(self, ref: ChannelRef, external_id: str, *, actor: str) -> bool:
+        """Takes the message out of the history (audited); False: it was not there."""
+        ...
+
     async def count(self, ref: ChannelRef) -> int: ...
 
     async def training_snapshot(self, ref: ChannelRef) -> tuple[int, int]:

@@ -94,6 +94,23 @@ class Help:
     pass
 
 
+@dataclass(frozen=True)
+class ContinueMessage:
+    """A message's action "Continue this message": its text (as the platform shows it)
+    is the prompt, and only the new text is posted, in reply to it."""
+
+    external_id: str
+    text: str
+    author_id: str
+
+
+@dataclass(frozen=True)
+class Unlearn:
+    """A message's action "Don't learn from this": its author's, or an admin's."""
+
+    external_id: str
+
+
 Command = (
     Continue
     | ShowSettings
@@ -108,4 +125,6 @@ Command = (
     | SetOptOut
     | SetVoice
     | Help
+    | ContinueMessage
+    | Unlearn
 )

@@ -17,6 +17,7 @@ from bot import messages as M
 from bot.core import command_values as cmd
 from bot.core.consent_commands import ConsentCommands
 from bot.core.context import CommandContext
+from bot.core.message_actions import MessageActions
 from bot.core.model_commands import ModelCommands
 from bot.core.replies import Replies, ReplyLimits
 from bot.core.settings_commands import ChannelSettings
@@ -68,6 +69,7 @@ class Commands:
         )
         self.models = ModelCommands(stores, config.base_model, hooks.on_job_queued)
         self.consent = ConsentCommands(stores, hooks.on_job_queued, hooks.on_forgotten)
+        self.actions = MessageActions(stores, self.replies)
 
     async def execute(self, ctx: CommandContext, command: cmd.Command) -> Reply:
         """Runs one command value (bot/core/command_values.py) for `ctx`."""
@@ -98,4 +100,8 @@ class Commands:
                 return await self.consent.voice(ctx, on)
             case cmd.Help():
                 return Reply.info(M.t("help"))
+            case cmd.ContinueMessage(external_id, text, author_id):
+                return await self.actions.continue_message(ctx, external_id, text, author_id)
+            case cmd.Unlearn(external_id):
+                return await self.actions.unlearn(ctx, external_id)
         raise AssertionError(f"unhandled command {command!r}")

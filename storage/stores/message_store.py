@@ -20,14 +20,18 @@ from storage.stores.message_bulk import bulk_insert, lock_references
 from storage.stores.rows import (
     BULK_CHUNK,
     as_utc,
+    audit_entry,
     channel_id_query,
     ensure_channel,
     ensure_workspace,
     insert,
+    lock_channels,
     new_user,
 )
 from storage.stores.secrets import instance_secret
 
+# The audit entry of a message taken out of the history ("Don't learn from this").
+UNLEARN_ACTION = "messages.unlearn"
 # Rows per driver call in add_batch: few enough calls to cost nothing, and a progress
 # report after each.
 _IMPORT_CHUNK = 10_000
@@ -276,6 +280,45 @@ class SqlMessageStore:
                 )
             ).all()
         return {external_id: text for external_id, text in rows}
+
+    async def author_of(self, ref: ChannelRef, external_id: str) -> str | None:
+        """The platform id of the stored message's author ("" when unknown); None when
+        no such message is stored."""
+        async with self.db.read() as session:
+            row = (
+                await session.execute(
+                    select(Message.id, User.external_id)
+                    .outerjoin(User, Message.author_id == User.id)
+                    .where(
+                        Message.channel_id == channel_id_query(ref),
+                        Message.external_id == external_id,
+                    )
+                )
+            ).first()
+        return None if row is None else (row[1] or "")
+
+    async def unlearn(self, ref: ChannelRef, external_id: str, *, actor: str) -> bool:
+        """A message taken out of the channel's history at a member's or an admin's
+        word (it stays on the platform), audited with who asked."""
+        async with self.db.write() as session:
+            channel_id = (await session.execute(select(channel_id_query(ref)))).scalar()
+            if channel_id is None:
+                return False
+            await lock_channels(session, [channel_id])  # the order every change keeps
+            res = await session.execute(
+                delete(Message).where(
+                    Message.channel_id == channel_id, Message.external_id == external_id
+                )
+            )
+            if not res.rowcount:  # type: ignore[attr-defined]
+                return False
+            await _history_changed(session, ref)
+            session.add(
+                audit_entry(
+                    actor, UNLEARN_ACTION, channel_id=channel_id, key="message", new=external_id
+                )
+            )
+            return True
 
     async def count(self, ref: ChannelRef) -> int:
         async with self.db.read() as session:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from tests.fakes.discord.protocol import (
     COMMAND_NAME_RE,
+    CONTEXT_MENU_NAME_RE,
     OPT_SUB_COMMAND,
     OPT_SUB_COMMAND_GROUP,
     Json,
@@ -51,7 +52,8 @@ class Commands(Rest):
     def _check_command(self, command: Json, where: str) -> None:
         name = command.get("name")
         kind = int(command.get("type", 1))
-        if not isinstance(name, str) or not COMMAND_NAME_RE.fullmatch(name):
+        pattern = COMMAND_NAME_RE if kind == 1 else CONTEXT_MENU_NAME_RE
+        if not isinstance(name, str) or not pattern.fullmatch(name):
             raise invalid_form(f"{where}.name", "APPLICATION_COMMAND_INVALID_NAME", "Invalid name")
         if kind == 1:
             if name != name.lower():

@@ -100,7 +100,9 @@ OPT_MENTIONABLE = 9
 OPT_NUMBER = 10
 
 MENTION_RE = re.compile(r"<@!?(\d+)>")
-COMMAND_NAME_RE = re.compile(r"^[-_\w]{1,32}$")
+COMMAND_NAME_RE = re.compile(r"^[-_'\w]{1,32}$")
+# User and message commands (context menus) may hold capitals and spaces.
+CONTEXT_MENU_NAME_RE = re.compile(r"^[-_' \w]{1,32}$")
 
 
 def iso(at: datetime) -> str:

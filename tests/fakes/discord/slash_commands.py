@@ -68,8 +68,6 @@ class SlashCommands(Gateway):
         for kind, part in reversed(path):
             leaf = [{"type": kind, "name": part, "options": leaf}]
 
-        user = self._user(uid)
-        perms = permissions if permissions is not None else self._permissions_of(uid)
         data: Json = {
             "id": command["id"] if command else self._new_id(),
             "name": name,
@@ -81,7 +79,54 @@ class SlashCommands(Gateway):
             data["resolved"] = resolved
         if command_guild is not None:
             data["guild_id"] = command_guild
+        label = " ".join([name, *(p for _, p in path)])
+        return await self._interaction(cid, uid, data, label, permissions, locale)
 
+    async def message_command(
+        self,
+        channel_id: int | str,
+        user_id: int | str,
+        name: str,
+        message_id: int | str,
+        *,
+        permissions: int | None = None,
+        locale: str = "en-US",
+    ) -> Json:
+        """A user picks a message command (right-click a message, Apps): INTERACTION_CREATE
+        of type 2 whose data is of type 3, naming the message (`target_id`) and carrying
+        it in `resolved.messages`, as Discord does. The command must have been synced."""
+        cid, mid = str(channel_id), str(message_id)
+        guild_id = self._guild_of(cid)
+        command, command_guild = self._synced_command(name, guild_id, kind=3)
+        if command is None:
+            raise KeyError(f"no message command {name!r} was synced")
+        message = self._find_message(cid, mid)
+        if message is None:
+            raise KeyError(f"no message {mid} in channel {cid}")
+        data: Json = {
+            "id": command["id"],
+            "name": name,
+            "type": 3,
+            "target_id": mid,
+            "resolved": {"messages": {mid: copy.deepcopy(message)}},
+        }
+        if command_guild is not None:
+            data["guild_id"] = command_guild
+        return await self._interaction(cid, str(user_id), data, name, permissions, locale)
+
+    async def _interaction(
+        self,
+        cid: str,
+        uid: str,
+        data: Json,
+        label: str,
+        permissions: int | None,
+        locale: str,
+    ) -> Json:
+        """INTERACTION_CREATE for an application command `data`, recorded by its token."""
+        guild_id = self._guild_of(cid)
+        user = self._user(uid)
+        perms = permissions if permissions is not None else self._permissions_of(uid)
         interaction_id = self._new_id()
         token = "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(48)
         channel = copy.deepcopy(self._channel_payload(cid))
@@ -120,17 +165,19 @@ class SlashCommands(Gateway):
             channel_id=cid,
             guild_id=guild_id,
             user_id=uid,
-            name=" ".join([name, *(p for _, p in path)]),
+            name=label,
             dispatched_at=time.monotonic(),
             payload=payload,
         )
         return await self.dispatch("INTERACTION_CREATE", payload)
 
-    def _synced_command(self, name: str, guild_id: str | None) -> tuple[Json | None, str | None]:
+    def _synced_command(
+        self, name: str, guild_id: str | None, kind: int = 1
+    ) -> tuple[Json | None, str | None]:
         scopes: list[str | None] = [guild_id, None] if guild_id is not None else [None]
         for scope in scopes:
             for command in self.commands.get(scope, []):
-                if command["name"] == name and command.get("type", 1) == 1:
+                if command["name"] == name and command.get("type", 1) == kind:
                     return command, scope
         return None, None
 
