@@ -37,6 +37,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.render import partial_slack, render_slack
 from adapters.streaming import EditBudget, LiveMessage, describe
+from bot.core import command_values as cmd
 from bot.core.context import CommandContext
 from bot.core.entry import Core
 from bot.domain import Author, ChannelRef, ChatMessage, Notice, Reply
@@ -44,6 +45,9 @@ from bot.importing.slack_export import member_words
 
 log = logging.getLogger(__name__)
 
+# The callback ids of the app's message shortcuts (README: the manifest).
+CONTINUE_MESSAGE = "continue_message"
+UNLEARN = "dont_learn"
 SEEN_EVENTS = 5000  # event ids remembered for deduplicating Slack's retries
 ADMIN_CACHE_S = 300.0
 # Per streamed message, seconds between updates; and the budget all streams share:
@@ -293,6 +297,29 @@ class SlackAdapter:
         app.command("/continue")(ack=ack_command, lazy=[run_continue])
         app.command("/tsuzuki")(ack=ack_command, lazy=[run_tsuzuki])
 
+        # Message shortcuts (the manifest's `shortcuts`, type message).
+        async def continue_message(body: dict[str, Any], respond: Any) -> None:
+            ctx = await self._shortcut_context(body)
+            message = body["message"]
+            text = self._strip_mention(str(message.get("text") or ""))
+            command = cmd.ContinueMessage(message["ts"], text, str(message.get("user") or ""))
+            reply = await self.core.on_command(ctx, command)
+            if reply.ephemeral:
+                await self._respond(respond, reply)
+                return
+            # In reply to it: in its thread (the thread it is in, or a new one on it).
+            thread = message.get("thread_ts") or message["ts"]
+            posted = await self._post(body["channel"]["id"], _pieces(reply), thread)
+            await self.core.on_posted(ctx.channel, reply, posted, thread=thread)
+
+        async def unlearn(body: dict[str, Any], respond: Any) -> None:
+            ctx = await self._shortcut_context(body)
+            reply = await self.core.on_command(ctx, cmd.Unlearn(body["message"]["ts"]))
+            await self._respond(respond, reply)
+
+        app.shortcut(CONTINUE_MESSAGE)(ack=ack_command, lazy=[continue_message])
+        app.shortcut(UNLEARN)(ack=ack_command, lazy=[unlearn])
+
     async def _answer(
         self, message: ChatMessage, channel: str, thread_ts: str | None, *, mentions_bot: bool
     ) -> None:
@@ -316,6 +343,15 @@ class SlackAdapter:
     ) -> None:
         posted = await self._post(channel, _pieces(said), thread_ts)
         await self.core.on_posted(ref, said, posted, thread=thread_ts)
+
+    async def _shortcut_context(self, body: dict[str, Any]) -> CommandContext:
+        user = body["user"]["id"]
+        return CommandContext(
+            self._ref(body.get("team", {}).get("id"), body["channel"]["id"]),
+            Author(
+                id=user, name=body["user"].get("name", user), is_admin=await self._is_admin(user)
+            ),
+        )
 
     async def _context(self, body: dict[str, Any]) -> CommandContext:
         user = body["user_id"]

@@ -14,8 +14,10 @@ import pytest
 from bot.app import App
 from bot.config import Settings
 from bot.domain import ChannelRef
-from tests.e2e.serving import serving, with_discord
+from tests.e2e.serving import serving, until, with_discord, with_slack
+from tests.e2e.test_slack import HttpSlack
 from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.slack_server import FakeSlack, message_action_body
 from tests.integration.test_unprompted import CountingGenerator
 
 pytestmark = pytest.mark.usefixtures("ml_libraries")
@@ -77,3 +79,45 @@ async def test_discord_message_actions(local_settings: Settings, fake_discord: F
         audit = [(e.actor, e.action) for e in await app.channels.audit(DISCORD)]
         assert ("discord:1002", "messages.unlearn") in audit
         assert ("discord:1001", "messages.unlearn") in audit
+
+
+SLACK = ChannelRef("slack", "T0001", "C0001")
+
+
+async def test_slack_message_shortcuts(local_settings: Settings, fake_slack: FakeSlack) -> None:
+    fake = fake_slack
+    fake.add_user("UOTHER", "other")
+    generator = CountingGenerator()
+    async with serving(with_slack(local_settings, fake), generator=generator) as app:
+        slack = HttpSlack(app, fake)
+        event = fake.message_event("織田信長は、", user="UMEMBER", ts="1700000000.000100")
+        await slack.event(event, "Ev1")
+        await _count(app, SLACK, 1)
+        message = {k: event[k] for k in ("type", "user", "ts", "text")}
+
+        async def shortcut(callback_id: str, user: str) -> str:
+            name = f"{callback_id}-{user}"
+            body = message_action_body(
+                callback_id, message, user, "C0001", fake.response_url(name), "T0001"
+            )
+            status, seconds = await slack.post(body)
+            assert status == 200 and seconds < 1.0  # acknowledged at once
+            return name
+
+        await shortcut("continue_message", "UADMIN")
+        await until(lambda: bool(fake.calls_to("chat.postMessage")), 20)
+        posted = fake.calls_to("chat.postMessage")[-1]
+        log.info("slack continue-this-message post: %s", json.dumps(posted.params))
+        assert generator.requests[-1].prompt == "織田信長は、"
+        assert posted.params["text"] == "…"  # the new text alone
+        assert posted.params["thread_ts"] == event["ts"]  # in reply: in its thread
+
+        said = await fake.wait_for_response(await shortcut("dont_learn", "UOTHER"), timeout=20)
+        assert "Only its author" in said.json["text"]
+        assert said.json["response_type"] == "ephemeral"
+        assert await app.messages.count(SLACK) == 1
+        said = await fake.wait_for_response(await shortcut("dont_learn", "UMEMBER"), timeout=20)
+        assert said.json["text"].startswith("Done")
+        await _count(app, SLACK, 0)
+        audit = [(e.actor, e.action) for e in await app.channels.audit(SLACK)]
+        assert ("slack:UMEMBER", "messages.unlearn") in audit

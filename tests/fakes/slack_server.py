@@ -35,7 +35,8 @@ one message from the bot per channel (text = `initial_comment`, a `files` list) 
 `files.info` answers for them and `url_private` serves their bytes to a valid token.
 
 For Bolt in HTTP mode the fake only builds requests: `sign`, `signed_headers`,
-`event_body`, `slash_command_body` and `url_verification_body` are module functions.
+`event_body`, `slash_command_body`, `message_action_body` and `url_verification_body`
+are module functions.
 
 The fake's parts are in tests/fakes/slack/ (its __init__ lists them); this module is the
 import path the tests use.
@@ -46,6 +47,8 @@ from __future__ import annotations
 from tests.fakes.slack.events import (
     event_body,
     event_callback,
+    message_action_body,
+    message_action_payload,
     new_event_id,
     sign,
     signed_headers,
@@ -96,6 +99,8 @@ __all__ = [
     "event_body",
     "event_callback",
     "fake_slack",
+    "message_action_body",
+    "message_action_payload",
     "new_event_id",
     "sign",
     "signed_headers",
