@@ -29,7 +29,8 @@ import discord
 import yarl
 from discord import app_commands
 
-from adapters.discord_commands import register_commands
+from adapters.discord_commands import JapaneseCommands, register_commands
+from adapters.discord_voice import VoicePoster
 from adapters.render import partial_discord, render_discord
 from adapters.streaming import LiveMessage
 from bot import messages as M
@@ -109,6 +110,8 @@ class DiscordAdapter:
         # Slash commands are the application's, not a shard's: one process syncs them.
         self.syncs_commands = shard_ids is None or 0 in shard_ids
         self.tree = app_commands.CommandTree(self.client)
+        self.voices = VoicePoster(self.client)
+        self._told_no_webhooks: set[ChannelRef] = set()
         register_commands(self.tree, self._respond, self._continue_message)
         self.client.event(self.on_ready)
         self.client.event(self.on_message)
@@ -133,6 +136,7 @@ class DiscordAdapter:
         self.ready.set()
 
     async def _sync_commands(self) -> None:
+        await self.tree.set_translator(JapaneseCommands())
         if self.sync_guild:
             guild = discord.Object(id=self.sync_guild)
             self.tree.copy_global_to(guild=guild)
@@ -274,6 +278,8 @@ class DiscordAdapter:
                 # default_member_permissions for anyone.
                 is_admin=is_admin(interaction.user, interaction.permissions),
             ),
+            # A Japanese Discord client is answered in Japanese, whatever TSUZUKI_LOCALE.
+            locale="ja" if interaction.locale is discord.Locale.japanese else None,
         )
 
     async def _respond(
@@ -290,15 +296,23 @@ class DiscordAdapter:
         async def show(text: str) -> None:
             await interaction.edit_original_response(content=text, allowed_mentions=NO_PINGS)
 
+        # A member's voice is posted under their name once written, never streamed.
+        in_voice = isinstance(command, cmd.Continue) and command.voice is not None
         async with self._live(show, "discord: /continue") as live:
             # Only a /continue for one text streams; other commands ignore `stream`.
-            ctx = dataclasses.replace(self._context(interaction), stream=live)
+            ctx = dataclasses.replace(self._context(interaction), stream=None if in_voice else live)
             try:
                 reply = await asyncio.wait_for(
                     self.core.on_command(ctx, command), INTERACTION_BUDGET_S
                 )
             except TimeoutError:
                 reply = Reply.error(M.t("too_slow"))
+            if (
+                reply.voice is not None
+                and not reply.is_error
+                and await self._in_voice(interaction, ctx, reply)
+            ):
+                return
             pieces = [piece for text in reply.texts for piece in render_discord(text)]
             posted: list[tuple[str, str]] = []
             if reply.is_error and not ephemeral:
@@ -322,6 +336,34 @@ class DiscordAdapter:
             posted.append((str(sent.id), piece))
         if reply.generated and not ephemeral:
             await self.core.on_posted(ctx.channel, reply, posted)
+        if reply.voice is not None and ctx.actor.is_admin:
+            # Posted as the bot, not under the member's name: the admin hears why, once.
+            if ctx.channel not in self._told_no_webhooks:
+                self._told_no_webhooks.add(ctx.channel)
+                await interaction.followup.send(
+                    M.t("voice_no_webhooks"), ephemeral=True, allowed_mentions=NO_PINGS
+                )
+
+    async def _in_voice(
+        self, interaction: discord.Interaction[Any], ctx: CommandContext, reply: Reply
+    ) -> bool:
+        """Posts a reply written in a member's voice under their name (VoicePoster); the
+        "thinking…" answer goes. False when it cannot be (no Manage Webhooks, or not a
+        guild text channel): then it is posted as the bot's (`_respond`)."""
+        assert reply.voice is not None
+        channel = interaction.channel
+        guild = interaction.guild
+        posted = None
+        if guild is not None and isinstance(channel, discord.abc.GuildChannel):
+            member = guild.get_member(int(reply.voice)) or await guild.fetch_member(
+                int(reply.voice)
+            )
+            posted = await self.voices.post(channel, member, reply.texts)
+        if posted is None:
+            return False
+        await interaction.delete_original_response()
+        await self.core.on_posted(ctx.channel, reply, posted)
+        return True
 
     async def _continue_message(
         self, interaction: discord.Interaction[Any], message: discord.Message

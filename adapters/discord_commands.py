@@ -11,11 +11,27 @@ from typing import Any, Protocol
 import discord
 from discord import app_commands
 
+from bot import messages as M
 from bot.core import command_values as cmd
 
 # Who sees admin commands by default; the core checks admin rights again whatever a
 # guild overrides.
 ADMIN = discord.Permissions(manage_channels=True)
+
+
+class JapaneseCommands(app_commands.Translator):
+    """The commands' names, descriptions and option names for Japanese Discord clients
+    (bot/messages.py COMMAND_TEXTS_JA), sent with the commands when they sync."""
+
+    async def translate(
+        self,
+        string: app_commands.locale_str,
+        locale: discord.Locale,
+        context: app_commands.TranslationContextTypes,
+    ) -> str | None:
+        if locale is not discord.Locale.japanese:
+            return None
+        return M.COMMAND_TEXTS_JA.get(string.message)
 
 
 class Respond(Protocol):

@@ -103,8 +103,8 @@ def render_discord(text: str) -> list[str]:
     return split_message(neutralise_discord(text), DISCORD_LIMIT)
 
 
-def render_slack(text: str) -> list[str]:
-    return split_message(escape_slack(text), SLACK_LIMIT)
+def render_slack(text: str, limit: int = SLACK_LIMIT) -> list[str]:
+    return split_message(escape_slack(text), limit)
 
 
 def render_console(text: str) -> list[str]:

@@ -32,16 +32,20 @@ from typing import Any
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.render import partial_slack, render_slack
+from adapters.render import SLACK_LIMIT, partial_slack, render_slack
 from adapters.streaming import EditBudget, LiveMessage, describe
+from bot import messages as M
 from bot.core import command_values as cmd
 from bot.core.context import CommandContext
 from bot.core.entry import Core
+from bot.core.text_commands import split_options
 from bot.domain import Author, ChannelRef, ChatMessage, Notice, Reply
 from bot.importing.slack_export import member_words
+from bot.messages import Locale
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +101,8 @@ class SlackAdapter:
         self.bot_user_id = ""
         self.team_id = ""
         self._seen: OrderedDict[str, None] = OrderedDict()
-        self._admins: dict[str, tuple[float, bool]] = {}
+        self._admins: dict[str, tuple[float, bool, Locale | None]] = {}
+        self._told_no_customize: set[ChannelRef] = set()
         self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self.ready = asyncio.Event()
@@ -140,17 +145,30 @@ class SlackAdapter:
             self._seen.popitem(last=False)
         return True
 
-    async def _is_admin(self, user_id: str) -> bool:
-        if user_id in self.admin_ids:
-            return True
+    async def _member(self, user_id: str) -> tuple[bool, Locale | None]:
+        """Whether the user is an admin here, and their language when it is Japanese
+        (users.info, kept ADMIN_CACHE_S)."""
         cached = self._admins.get(user_id)
         if cached and time.monotonic() - cached[0] < ADMIN_CACHE_S:
-            return cached[1]
-        info = await self.client.users_info(user=user_id)
-        user = info["user"]
-        admin = bool(user.get("is_admin") or user.get("is_owner"))
-        self._admins[user_id] = (time.monotonic(), admin)
-        return admin
+            return cached[1], cached[2]
+        try:
+            info = await self.client.users_info(user=user_id, include_locale=True)
+            user = info["user"]
+        except SlackApiError:
+            if user_id not in self.admin_ids:
+                raise
+            user = {}  # a configured admin, whoever Slack says they are
+        admin = user_id in self.admin_ids or bool(user.get("is_admin") or user.get("is_owner"))
+        locale: Locale | None = "ja" if str(user.get("locale", "")).startswith("ja") else None
+        self._admins[user_id] = (time.monotonic(), admin, locale)
+        return admin, locale
+
+    async def _is_admin(self, user_id: str) -> bool:
+        return (await self._member(user_id))[0]
+
+    async def _author(self, user_id: str, name: str) -> tuple[Author, Locale | None]:
+        admin, locale = await self._member(user_id)
+        return Author(id=user_id, name=name, is_admin=admin), locale
 
     def _ref(self, team_id: str | None, channel_id: str) -> ChannelRef:
         return ChannelRef("slack", team_id or self.team_id, channel_id)
@@ -273,10 +291,18 @@ class SlackAdapter:
         async def run_continue(body: dict[str, Any], respond: Any) -> None:
             ctx = await self._context(body)
             post = _StreamedPost(self.client, body["channel_id"], None)
+            text = body.get("text", "")
+            # A member's voice is posted under their name once written, never streamed.
+            in_voice = split_options(text)[2] is not None
             async with self._live(post, "slack: /continue") as live:
                 reply = await self.core.on_command(
-                    dataclasses.replace(ctx, stream=live), body.get("text", ""), named="continue"
+                    dataclasses.replace(ctx, stream=None if in_voice else live),
+                    text,
+                    named="continue",
                 )
+                if reply.voice is not None and not reply.ephemeral:
+                    await self._in_voice(ctx, body["channel_id"], reply, respond)
+                    return
                 pieces = _pieces(reply)
                 if reply.ephemeral:
                     # An error is for the asker only: the text shown so far goes.
@@ -320,6 +346,39 @@ class SlackAdapter:
         app.shortcut(CONTINUE_MESSAGE)(ack=ack_command, lazy=[continue_message])
         app.shortcut(UNLEARN)(ack=ack_command, lazy=[unlearn])
 
+    async def _in_voice(
+        self, ctx: CommandContext, channel: str, reply: Reply, respond: Any
+    ) -> None:
+        """A reply written in a member's voice, posted under their name and picture
+        (chat:write.customize), each message marked as generated. Without the scope it
+        is answered as the bot's, and an admin who asks hears why, once a channel."""
+        assert reply.voice is not None
+        profile = (await self.client.users_info(user=reply.voice))["user"].get("profile", {})
+        name = str(profile.get("display_name") or profile.get("real_name") or reply.voice)
+        mark = "\n_" + M.t("voice_generated_mark") + "_"
+        posted = []
+        try:
+            for text in reply.texts:
+                for piece in render_slack(text, limit=SLACK_LIMIT - len(mark)):
+                    sent = await self.client.chat_postMessage(
+                        channel=channel,
+                        text=piece + mark,
+                        username=f"{name[:60]} (Tsuzuki)",
+                        icon_url=profile.get("image_72"),
+                        unfurl_links=False,
+                        unfurl_media=False,
+                    )
+                    posted.append((str(sent["ts"]), piece))
+        except SlackApiError as e:
+            if e.response.get("error") != "missing_scope" or posted:
+                raise
+            await self._respond(respond, reply)
+            if ctx.actor.is_admin and ctx.channel not in self._told_no_customize:
+                self._told_no_customize.add(ctx.channel)
+                await respond(text=M.t("voice_no_customize"), response_type="ephemeral")
+            return
+        await self.core.on_posted(ctx.channel, reply, posted)
+
     async def _answer(
         self, message: ChatMessage, channel: str, thread_ts: str | None, *, mentions_bot: bool
     ) -> None:
@@ -346,18 +405,15 @@ class SlackAdapter:
 
     async def _shortcut_context(self, body: dict[str, Any]) -> CommandContext:
         user = body["user"]["id"]
-        return CommandContext(
-            self._ref(body.get("team", {}).get("id"), body["channel"]["id"]),
-            Author(
-                id=user, name=body["user"].get("name", user), is_admin=await self._is_admin(user)
-            ),
-        )
+        author, locale = await self._author(user, body["user"].get("name", user))
+        ref = self._ref(body.get("team", {}).get("id"), body["channel"]["id"])
+        return CommandContext(ref, author, locale=locale)
 
     async def _context(self, body: dict[str, Any]) -> CommandContext:
         user = body["user_id"]
+        author, locale = await self._author(user, body.get("user_name", user))
         return CommandContext(
-            self._ref(body.get("team_id"), body["channel_id"]),
-            Author(id=user, name=body.get("user_name", user), is_admin=await self._is_admin(user)),
+            self._ref(body.get("team_id"), body["channel_id"]), author, locale=locale
         )
 
     async def _respond(self, respond: Any, reply: Reply) -> None:

@@ -207,6 +207,10 @@ class Reply:
     # The conversation the texts answer (external ids, oldest first, the message
     # answered last): kept with the posts, so that a reply to one continues it.
     chain: tuple[str, ...] = ()
+    # Written in this member's voice, with their consent (`as:@member` after their
+    # `/voice on`): the platform may post it under their name and face, marked as
+    # generated (a Discord webhook, Slack's username and icon_url).
+    voice: str | None = None
 
     @classmethod
     def info(cls, text: str) -> Reply:

@@ -6,12 +6,18 @@ default). Keeping them here lets a test check that every key exists in both lang
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Literal
 
 Locale = Literal["en", "ja"]
 LOCALES: tuple[Locale, ...] = ("en", "ja")
 
 _locale: Locale = "en"
+# The language of the person being answered, when their platform says (a Japanese
+# Discord client): it beats TSUZUKI_LOCALE for everything said to them (`speaking`).
+_asked: ContextVar[Locale | None] = ContextVar("tsuzuki_asked_locale", default=None)
 
 CATALOG: dict[str, dict[Locale, str]] = {
     "internal_error": {
@@ -154,6 +160,22 @@ CATALOG: dict[str, dict[Locale, str]] = {
         "ja": "完了しました。メッセージはそのまま残りますが、ボットはもう学習しません"
         "（履歴・直近の学習・今後のバージョンから外れます）。",
     },
+    "voice_generated_mark": {
+        "en": "written by Tsuzuki in this member's voice, with their consent: not by them",
+        "ja": "Tsuzuki が本人の同意を得てこのメンバーの口調で書いた文です（本人の発言ではありません）",
+    },
+    "voice_no_webhooks": {
+        "en": "Posted as the bot: to post a member's voice under their name and avatar here,"
+        " give the bot Manage Webhooks in this channel.",
+        "ja": "ボットとして投稿しました。メンバーの名前とアイコンで投稿するには、"
+        "このチャンネルでボットに「ウェブフックの管理」権限を与えてください。",
+    },
+    "voice_no_customize": {
+        "en": "Posted as the bot: to post a member's voice under their name and picture,"
+        " add the chat:write.customize scope to the app and reinstall it.",
+        "ja": "ボットとして投稿しました。メンバーの名前と画像で投稿するには、"
+        "アプリに chat:write.customize スコープを追加して再インストールしてください。",
+    },
     "override_bad": {
         "en": "Could not read '{item}': write overrides as key=value, e.g. temperature=0.7.",
         "ja": "'{item}' を読み取れません。temperature=0.7 のように 項目=値 で指定してください。",
@@ -203,13 +225,52 @@ CATALOG: dict[str, dict[Locale, str]] = {
         "en": "Unknown command '{name}'. Try /help.",
         "ja": "'{name}' というコマンドはありません。/help をご覧ください。",
     },
-    "help": {
-        "en": "Commands: /continue TEXT [key=value …] [as:@member] continues your text · @tsuzuki … replies "
-        "in the channel's voice · /settings show|set KEY VALUE|reset KEY · /models · "
-        "/voice on|off · /help. Anything else you type is kept as channel history.",
-        "ja": "コマンド: /continue 文 [項目=値 …] [as:@メンバー] で続きを書きます · @tsuzuki … でチャンネルらしく"
-        "返信します · /settings show|set 項目 値|reset 項目 · /models · /voice on|off · /help。"
-        "それ以外の入力はチャンネルの履歴として保存されます。",
+    "help_header": {"en": "What you can do here:", "ja": "ここでできること:"},
+    "help_continue": {
+        "en": "continues your text in the channel's voice (as:@member: in theirs, if they lent it)",
+        "ja": "あなたの文の続きをチャンネルらしく書きます（as:@メンバー: 本人が許可していればその人の口調で）",
+    },
+    "help_mention": {
+        "en": "the channel's next message, in reply",
+        "ja": "チャンネルの次のメッセージを返信として書きます",
+    },
+    "help_reply": {
+        "en": "reply to one of my messages: the conversation goes on",
+        "ja": "私のメッセージに返信すると、会話の続きを書きます",
+    },
+    "help_actions": {
+        "en": "on a message: continue it, or keep it out of what I learn (yours, or an admin's)",
+        "ja": "メッセージの操作: 続きを書く、または学習から外す（本人か管理者）",
+    },
+    "help_settings_show": {"en": "this channel's settings", "ja": "このチャンネルの設定"},
+    "help_settings_set": {
+        "en": "admins: change or reset a setting",
+        "ja": "管理者: 設定の変更・リセット",
+    },
+    "help_models": {
+        "en": "this channel's model versions",
+        "ja": "このチャンネルのモデルのバージョン",
+    },
+    "help_models_admin": {
+        "en": "admins: choose the version that answers",
+        "ja": "管理者: 応答するバージョンの切り替え",
+    },
+    "help_training": {
+        "en": "admins: whether the channel's history may train its model; train now",
+        "ja": "管理者: 履歴での学習の許可・停止、今すぐ学習",
+    },
+    "help_voice": {
+        "en": "lend this channel your voice (as:@you), take it back, or see where you stand",
+        "ja": "このチャンネルにあなたの口調を貸す・取り消す・状態を見る",
+    },
+    "help_optout": {
+        "en": "forget your messages and stop storing them · store them again",
+        "ja": "あなたのメッセージを忘れて保存をやめる・再開する",
+    },
+    "help_help": {"en": "this list", "ja": "この一覧"},
+    "help_history": {
+        "en": "Anything else you type is kept as channel history.",
+        "ja": "それ以外の入力はチャンネルの履歴として保存されます。",
     },
     "model_not_cached": {
         "en": "The model '{spec}' is not in the local Hugging Face cache ({cache}), and the hub is "
@@ -445,6 +506,88 @@ def set_locale(locale: Locale) -> None:
     _locale = locale
 
 
+@contextlib.contextmanager
+def speaking(locale: Locale | None) -> Iterator[None]:
+    """Within it (and the tasks it starts), `t` speaks `locale`; None: TSUZUKI_LOCALE."""
+    token = _asked.set(locale)
+    try:
+        yield
+    finally:
+        _asked.reset(token)
+
+
+def current() -> Locale:
+    return _asked.get() or _locale
+
+
 def t(key: str, /, **params: object) -> str:
     """The message `key` in the current locale, formatted with `params`."""
-    return CATALOG[key][_locale].format(**params)
+    return CATALOG[key][current()].format(**params)
+
+
+# The Discord commands' names, descriptions and option names in Japanese, by their
+# English text (adapters/discord_commands.py; discord.py's Translator reads them).
+COMMAND_TEXTS_JA: dict[str, str] = {
+    "continue": "続き",
+    "Continue your text in this channel's voice": "あなたの文の続きをこのチャンネルらしく書きます",
+    "prompt": "書き出し",
+    "The start of the text": "文の書き出し",
+    "temperature": "温度",
+    "0–5": "0〜5（大きいほど自由に）",
+    "n": "件数",
+    "How many variants (1–5)": "何通り書くか（1〜5）",
+    "as": "話者",
+    "Write like this member (only if they turned /voice on here)": (
+        "このメンバーの口調で（本人がここで /voice on にしている場合のみ）"
+    ),
+    "settings": "設定",
+    "This channel's sampling settings": "このチャンネルの設定",
+    "show": "表示",
+    "Show the settings": "設定を表示します",
+    "set": "変更",
+    "Change a setting": "設定を変更します",
+    "key": "項目",
+    "value": "値",
+    "reset": "リセット",
+    "Back to the default": "既定値に戻します",
+    "training": "学習",
+    "Whether this channel's history may train its model": "このチャンネルの履歴で学習してよいか",
+    "on": "オン",
+    "Allow training on this channel's history": "このチャンネルの履歴での学習を許可します",
+    "off": "オフ",
+    "Stop training on this channel's history": "このチャンネルの履歴での学習をやめます",
+    "train": "今すぐ学習",
+    "Queue a training run for this channel now": "このチャンネルの学習をいま予約します",
+    "models": "モデル",
+    "This channel's model versions": "このチャンネルのモデルのバージョン",
+    "list": "一覧",
+    "List the versions": "バージョンの一覧",
+    "activate": "有効化",
+    "Make a version answer": "このバージョンで応答させます",
+    "version": "バージョン",
+    "rollback": "ロールバック",
+    "Back to the previous version": "ひとつ前のバージョンに戻します",
+    "Retire every version; start again from the base": (
+        "すべてのバージョンを引退させ、ベースからやり直します"
+    ),
+    "confirm": "確定",
+    "True to do it (without: what it would do)": "True で実行（なしなら内容の確認だけ）",
+    "voice": "声",
+    "Whether /continue … as:@you may write like you here": (
+        "/continue … as:@あなた でここであなたの口調で書いてよいか"
+    ),
+    "Let this channel's model write like me, here only": (
+        "このチャンネルのモデルが私の口調で書くのを許可します（ここだけ）"
+    ),
+    "Nobody may write like me here any more": "ここではもう誰も私の口調で書けなくします",
+    "status": "状態",
+    "Where I stand, and how well it writes like me": "いまの状態と、どれだけ私らしく書けるか",
+    "optout": "オプトアウト",
+    "Forget my messages and stop storing them": "私のメッセージを忘れ、今後も保存しないようにします",
+    "optin": "オプトイン",
+    "Store my messages again": "私のメッセージの保存を再開します",
+    "help": "ヘルプ",
+    "What I can do here, and how": "ここでできることと使い方",
+    "Continue this message": "このメッセージの続きを書く",
+    "Don't learn from this": "これは学習しない",
+}

@@ -13,10 +13,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bot import messages as M
 from bot.core import command_values as cmd
 from bot.core.consent_commands import ConsentCommands
 from bot.core.context import CommandContext
+from bot.core.help import help_text
 from bot.core.message_actions import MessageActions
 from bot.core.model_commands import ModelCommands
 from bot.core.replies import Replies, ReplyLimits
@@ -99,7 +99,7 @@ class Commands:
             case cmd.SetVoice(on):
                 return await self.consent.voice(ctx, on)
             case cmd.Help():
-                return Reply.info(M.t("help"))
+                return Reply.info(help_text(ctx))
             case cmd.ContinueMessage(external_id, text, author_id):
                 return await self.actions.continue_message(ctx, external_id, text, author_id)
             case cmd.Unlearn(external_id):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.domain import Author, ChannelRef
+from bot.messages import Locale
 from bot.ports import TextListener
 
 
@@ -19,6 +20,9 @@ class CommandContext:
     # Where the platform shows a generation as it is written (bot/ports.py TextListener);
     # None: the reply alone. Only a request for one text streams.
     stream: TextListener | None = None
+    # The asker's language when their platform says (bot/messages.py `speaking`);
+    # None: TSUZUKI_LOCALE.
+    locale: Locale | None = None
 
     @property
     def actor_id(self) -> str:

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
+from bot import messages as M
 from bot.core.command_values import Command
 from bot.core.commands import Commands
 from bot.core.context import CommandContext
@@ -56,7 +57,8 @@ class Core:
                 value = command
             return await self.commands.execute(ctx, value)
 
-        reply = await _safely(run)
+        with M.speaking(ctx.locale):
+            reply = await _safely(run)
         assert reply is not None
         return reply
 

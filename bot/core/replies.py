@@ -126,7 +126,7 @@ class Replies:
             )
         # The texts start with the prompt as typed: the voice tag went to the model only.
         # The engine resamples around banned words; whatever engine it was, none is posted.
-        return Reply(tuple(banned.cut(t) for t in result.texts), generated=True)
+        return Reply(tuple(banned.cut(t) for t in result.texts), generated=True, voice=voice)
 
     async def _guard(self, ctx: CommandContext) -> ChannelOptions:
         """The channel's options, for its leak-guard thresholds."""

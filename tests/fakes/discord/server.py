@@ -14,13 +14,13 @@ import yarl
 from aiohttp import web
 
 from tests.fakes.discord.commands import Commands
-from tests.fakes.discord.interactions import Interactions
 from tests.fakes.discord.protocol import APP_ID, BOT_ID
 from tests.fakes.discord.resources import Resources
 from tests.fakes.discord.slash_commands import SlashCommands
+from tests.fakes.discord.webhooks import Webhooks
 
 
-class FakeDiscord(SlashCommands, Interactions, Commands, Resources):
+class FakeDiscord(SlashCommands, Webhooks, Commands, Resources):
     """A fake Discord: REST under `api_url`, the gateway at `gateway_url`.
 
     IDs are snowflake strings throughout (methods accept ints too). Everything the bot did
@@ -60,11 +60,13 @@ class FakeDiscord(SlashCommands, Interactions, Commands, Resources):
             echo_own_messages=echo_own_messages,
         )
         self._init_interactions(ack_timeout=interaction_ack_timeout)
+        self._init_webhooks()
         self._init_rest(
             [
                 *self._resource_routes(),
                 *self._command_routes(),
                 *self._message_routes(),
+                *self._webhook_routes(),  # before the interaction webhook's
                 *self._interaction_routes(),
             ]
         )

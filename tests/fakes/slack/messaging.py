@@ -8,6 +8,7 @@ import copy
 from typing import Any
 
 from tests.fakes.slack.protocol import (
+    CUSTOMIZE,
     MAX_TEXT,
     Json,
     SlackApiFailure,
@@ -100,11 +101,23 @@ class Messaging(WebApi):
 
     def _chat_post_message(self, call: RecordedCall) -> Json:
         channel = self._channel(call, posting=True)
+        customized = {k: str_param(call.params, k) for k in ("username", "icon_url")}
+        if any(customized.values()) and CUSTOMIZE not in self.scopes:
+            # Slack refuses a post under another name without the scope for it.
+            raise SlackApiFailure(
+                "missing_scope", needed=CUSTOMIZE, provided=",".join(sorted(self.scopes))
+            )
         text, blocks, attachments = self._text_and_blocks(call)
         truncated = len(text) > MAX_TEXT
         text = text[:MAX_TEXT]
         ts = self.new_ts()
         message = self._bot_message(text, ts, blocks)
+        if customized["username"]:
+            # Shown under that name and picture; still the bot's message (bot_id).
+            message["subtype"] = "bot_message"
+            message["username"] = customized["username"]
+            if customized["icon_url"]:
+                message["icons"] = {"image_48": customized["icon_url"]}
         if attachments is not None:
             message["attachments"] = attachments
         thread_ts = str_param(call.params, "thread_ts")
@@ -164,7 +177,10 @@ class Messaging(WebApi):
         user_id = str_param(call.params, "user")
         if user_id is None or user_id not in self.users:
             raise SlackApiFailure("user_not_found")
-        return {"user": copy.deepcopy(self.users[user_id])}
+        user = copy.deepcopy(self.users[user_id])
+        if str(call.params.get("include_locale", "")).lower() in {"1", "true"}:
+            user["locale"] = self.user_locales.get(user_id, "en-US")
+        return {"user": user}
 
     def _conversations_info(self, call: RecordedCall) -> Json:
         channel = self._channel(call)

@@ -35,6 +35,15 @@ BOT_SCOPES = "app_mentions:read,channels:history,channels:read,chat:write,comman
 ID_ALPHABET = string.ascii_uppercase + string.digits
 
 
+# The scopes an app installed from the README's manifest holds; `chat:write.customize`
+# (posting under another name and picture) only when a test grants it.
+DEFAULT_SCOPES = frozenset(
+    "app_mentions:read channels:history groups:history chat:write commands files:write"
+    " users:read".split()
+)
+CUSTOMIZE = "chat:write.customize"
+
+
 class SlackApiFailure(Exception):
     """Raised inside a method handler: the fake answers `{"ok": false, "error": ...}`."""
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from tests.fakes.slack.protocol import (
     ADMIN_USER_ID,
     DEFAULT_CHANNEL_ID,
+    DEFAULT_SCOPES,
     MEMBER_USER_ID,
     Json,
     format_ts,
@@ -65,6 +66,9 @@ class SlackState(LocalServer):
         }
 
         self.users: dict[str, Json] = {}
+        self.user_locales: dict[str, str] = {}
+        # What the app was installed with (scopes a method needs are checked).
+        self.scopes: set[str] = set(DEFAULT_SCOPES)
         if users is None:
             users = {
                 ADMIN_USER_ID: {"name": "alice", "real_name": "Alice Admin", "is_admin": True},
@@ -100,9 +104,12 @@ class SlackState(LocalServer):
         is_admin: bool = False,
         is_owner: bool = False,
         is_bot: bool = False,
+        locale: str = "en-US",
         **extra: Any,
     ) -> Json:
-        """A workspace member, as users.info returns it (`extra` merges into the object)."""
+        """A workspace member, as users.info returns it (`extra` merges into the object);
+        `locale` only when users.info is asked `include_locale`, as Slack does."""
+        self.user_locales[user_id] = locale
         name = name or user_id.lower()
         real_name = real_name or name
         display_name = display_name if display_name is not None else name
