@@ -37,6 +37,7 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.render import SLACK_LIMIT, partial_slack, render_slack
+from adapters.slack_home import OPT_IN, OPT_OUT, VOICE_OFF, home_view
 from adapters.streaming import EditBudget, LiveMessage, describe
 from bot import messages as M
 from bot.core import command_values as cmd
@@ -346,6 +347,35 @@ class SlackAdapter:
         app.shortcut(CONTINUE_MESSAGE)(ack=ack_command, lazy=[continue_message])
         app.shortcut(UNLEARN)(ack=ack_command, lazy=[unlearn])
 
+        # The App Home tab, and its buttons.
+        @app.event("app_home_opened")
+        async def home_opened(body: dict[str, Any], event: dict[str, Any]) -> None:
+            if event.get("tab", "home") == "home":
+                await self._publish_home(event["user"], body.get("team_id"))
+
+        async def home_command(body: dict[str, Any], command: cmd.Command) -> None:
+            user, team = body["user"]["id"], body.get("team", {}).get("id") or self.team_id
+            author, locale = await self._author(user, body["user"].get("name", user))
+            # Opting out is the workspace's; a voice is lent in the button's channel.
+            where = body["actions"][0].get("value") or user
+            await self.core.on_command(
+                CommandContext(self._ref(team, where), author, locale=locale), command
+            )
+            await self._publish_home(user, team)
+
+        async def voice_off(body: dict[str, Any]) -> None:
+            await home_command(body, cmd.SetVoice(False))
+
+        async def opt_out(body: dict[str, Any]) -> None:
+            await home_command(body, cmd.SetOptOut(True))
+
+        async def opt_in(body: dict[str, Any]) -> None:
+            await home_command(body, cmd.SetOptOut(False))
+
+        app.action(VOICE_OFF)(ack=ack_command, lazy=[voice_off])
+        app.action(OPT_OUT)(ack=ack_command, lazy=[opt_out])
+        app.action(OPT_IN)(ack=ack_command, lazy=[opt_in])
+
     async def _in_voice(
         self, ctx: CommandContext, channel: str, reply: Reply, respond: Any
     ) -> None:
@@ -402,6 +432,31 @@ class SlackAdapter:
     ) -> None:
         posted = await self._post(channel, _pieces(said), thread_ts)
         await self.core.on_posted(ref, said, posted, thread=thread_ts)
+
+    async def _publish_home(self, user: str, team: str | None) -> None:
+        """The member's Home tab: the channels the bot keeps that they can see (their
+        conversations, users.conversations), and where they stand."""
+        team = team or self.team_id
+        visible: list[ChannelRef] = []
+        cursor = None
+        while True:
+            page = await self.client.users_conversations(
+                user=user,
+                types="public_channel,private_channel",
+                exclude_archived=True,
+                limit=200,
+                cursor=cursor,
+            )
+            channels: list[dict[str, Any]] = page.get("channels", [])
+            visible += [self._ref(team, c["id"]) for c in channels]
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+        _, locale = await self._member(user)
+        with M.speaking(locale):
+            state = await self.core.home(("slack", team), visible, user)
+            view = home_view(state)
+        await self.client.views_publish(user_id=user, view=view)
 
     async def _shortcut_context(self, body: dict[str, Any]) -> CommandContext:
         user = body["user"]["id"]

@@ -176,6 +176,50 @@ CATALOG: dict[str, dict[Locale, str]] = {
         "ja": "ボットとして投稿しました。メンバーの名前と画像で投稿するには、"
         "アプリに chat:write.customize スコープを追加して再インストールしてください。",
     },
+    "home_title": {"en": "Tsuzuki", "ja": "Tsuzuki（続き）"},
+    "home_channels": {
+        "en": "The channels I am in that you can see:",
+        "ja": "私がいるチャンネルのうち、あなたが見られるもの:",
+    },
+    "home_no_channels": {
+        "en": "None yet: invite me to a channel.",
+        "ja": "まだありません。チャンネルに招待してください。",
+    },
+    "home_base_model": {"en": "the base model answers", "ja": "ベースモデルが応答"},
+    "home_version": {"en": "version {version}", "ja": "バージョン {version}"},
+    "home_version_bits": {
+        "en": "version {version}: {bits} bits/char (its Markov chain: {markov})",
+        "ja": "バージョン {version}: {bits} ビット/文字（マルコフ連鎖: {markov}）",
+    },
+    "home_training_on": {"en": "training on", "ja": "学習オン"},
+    "home_training_off": {"en": "training off", "ja": "学習オフ"},
+    "home_voice_off": {"en": "Take my voice back", "ja": "口調の貸し出しをやめる"},
+    "home_opted_in": {
+        "en": "Your messages are kept and may train the channels' models.",
+        "ja": "あなたのメッセージは保存され、チャンネルのモデルの学習に使われることがあります。",
+    },
+    "home_opted_out": {
+        "en": "You opted out: your messages are not kept (/tsuzuki optin to undo).",
+        "ja": "オプトアウト中です。あなたのメッセージは保存されません（/tsuzuki optin で戻せます）。",
+    },
+    "home_voice_lent": {
+        "en": "Your voice is lent in: {channels}",
+        "ja": "口調を貸しているチャンネル: {channels}",
+    },
+    "home_no_voice": {
+        "en": "You lent your voice nowhere.",
+        "ja": "どこにも口調を貸していません。",
+    },
+    "home_opt_out": {"en": "Opt out", "ja": "オプトアウト"},
+    "home_opt_in": {"en": "Store my messages again", "ja": "保存を再開する"},
+    "home_opt_out_title": {"en": "Opt out?", "ja": "オプトアウトしますか？"},
+    "home_opt_out_confirm": {
+        "en": "Your messages in this workspace are forgotten, every model version that learnt"
+        " from them is withdrawn, and nothing you write is kept from now on.",
+        "ja": "このワークスペースでのあなたのメッセージを忘れ、それを学習したモデルの"
+        "バージョンをすべて取り下げます。今後の発言も保存しません。",
+    },
+    "home_cancel": {"en": "Cancel", "ja": "キャンセル"},
     "override_bad": {
         "en": "Could not read '{item}': write overrides as key=value, e.g. temperature=0.7.",
         "ja": "'{item}' を読み取れません。temperature=0.7 のように 項目=値 で指定してください。",

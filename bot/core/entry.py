@@ -15,6 +15,7 @@ from bot import messages as M
 from bot.core.command_values import Command
 from bot.core.commands import Commands
 from bot.core.context import CommandContext
+from bot.core.home import Home, HomeState
 from bot.core.ingest import Ingest
 from bot.core.text_commands import parse_command, parse_named
 from bot.domain import ChannelRef, ChatMessage, Reply
@@ -29,6 +30,7 @@ class Core:
     def __init__(self, commands: Commands, ingest: Ingest) -> None:
         self.commands = commands
         self.ingest = ingest
+        self.homes = Home(ingest.replies.stores)
 
     async def on_message(
         self,
@@ -82,6 +84,12 @@ class Core:
         thread: str | None,
     ) -> None:
         await self.ingest.replies.conversations.posted(ref, reply, posted, thread)
+
+    async def home(
+        self, workspace: tuple[str, str], visible: Sequence[ChannelRef], viewer: str
+    ) -> HomeState:
+        """What a member's home view shows (bot/core/home.py)."""
+        return await self.homes.state(workspace, visible, viewer)
 
     async def on_edit(self, ref: ChannelRef, external_id: str, text: str, at: datetime) -> None:
         await _safely(lambda: self._edit(ref, external_id, text, at))

@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from tests.fakes.slack.files import Files
+from tests.fakes.slack.home import Home
 from tests.fakes.slack.interactions import Interactions
 from tests.fakes.slack.messaging import Messaging
 from tests.fakes.slack.protocol import (
@@ -23,7 +24,7 @@ from tests.fakes.slack.protocol import (
 )
 
 
-class FakeSlack(Interactions, Files, Messaging):
+class FakeSlack(Interactions, Files, Home, Messaging):
     """A fake Slack: Web API under `api_url`, response URLs from `response_url(name)`, and
     Socket Mode at `/socket-mode` (the URL `apps.connections.open` hands out).
 
@@ -72,11 +73,13 @@ class FakeSlack(Interactions, Files, Messaging):
                 **self._socket_methods(),
                 **self._messaging_methods(),
                 **self._file_methods(),
+                **self._home_methods(),
             }
         )
         self._init_messaging()
         self._init_files()
         self._init_interactions()
+        self._init_home()
         self._init_socket_mode(ack_timeout=ack_timeout, redeliver_unacked=redeliver_unacked)
 
     async def start(self) -> None:
