@@ -35,6 +35,7 @@ from bot.generation.live_channel import LiveChannel
 from bot.generation.model_cache import ModelCache, ServingModel
 from bot.generation.ngram import Mixture
 from bot.generation.prompt import PreparedPrompt, continue_prompt, reply_prompt
+from bot.generation.row_check import RowCheck
 from bot.generation.sampling import variant_seed
 from bot.generation.source import ModelSource
 from bot.generation.verbatim import VerbatimGuard
@@ -165,7 +166,7 @@ class Session:
         typed = request.prompt if request.mode == "continue" else ""
         banned = BannedWords(request.banned_words)
         for v in range(variants):
-            checks: list[VerbatimGuard | BannedGuard] = []
+            checks: list[RowCheck] = []
             if live is not None:
                 state.guards.append(VerbatimGuard(live.index, typed))
                 checks.append(state.guards[-1])
@@ -298,9 +299,7 @@ def _decoded(state: _Request, new_ids: list[int]) -> str:
     return text
 
 
-def _guarding(
-    state: _Request, checks: list[VerbatimGuard | BannedGuard]
-) -> Callable[[list[int]], bool]:
+def _guarding(state: _Request, checks: list[RowCheck]) -> Callable[[list[int]], bool]:
     """A row's guard: its new tokens, as text, pass every check (the leak guard, the
     channel's banned words); only then does each check move past them."""
 

@@ -18,6 +18,8 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
+from bot.generation.row_check import RowCheck
+
 _WORDISH = re.compile(r"[0-9a-z]")
 
 
@@ -70,24 +72,13 @@ class BannedWords:
         return text if at is None else text[:at].rstrip()
 
 
-class BannedGuard:
-    """One row's check, as its text grows (`allows`, each character looked at once);
-    the prompt is the member's own text and is not looked at."""
+class BannedGuard(RowCheck):
+    """One row's banned-words check (row_check.py); the prompt is the member's own text
+    and is not looked at."""
 
     def __init__(self, words: BannedWords, prompt: str) -> None:
+        super().__init__(prompt)
         self.words = words
-        self.prompt = prompt
-        self.checked = len(prompt)
-        self.blocked = 0
 
-    def allows(self, new_text: str) -> bool:
-        # A byte-level model may stop inside a character: check only whole ones.
-        text = self.prompt + new_text.rstrip("\ufffd")
-        if self.words.first(text, self.checked) is not None:
-            self.blocked += 1
-            return False
-        return True
-
-    def passed(self, new_text: str) -> None:
-        """The row took `new_text` (every check allowed it): later checks start after it."""
-        self.checked = len(self.prompt + new_text.rstrip("\ufffd"))
+    def refuses(self, text: str, since: int) -> bool:
+        return self.words.first(text, since) is not None

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bot.generation.counts import Counts
+from bot.generation.row_check import RowCheck
 
 WHOLE_CHARS = 20  # defaults of the channel settings verbatim_whole / verbatim_run
 RUN_CHARS = 32
@@ -99,24 +100,13 @@ class VerbatimIndex:
         return False
 
 
-class VerbatimGuard:
-    """One row's check: `allows(text)` as the row's text grows, each character looked at
-    once; `blocked` counts the tokens it turned down."""
+class VerbatimGuard(RowCheck):
+    """One row's leak guard (row_check.py): no stored message whole, nor a long run of one,
+    beyond what the member typed."""
 
     def __init__(self, index: VerbatimIndex, prompt: str) -> None:
+        super().__init__(prompt)
         self.index = index
-        self.prompt = prompt
-        self.checked = len(prompt)
-        self.blocked = 0
 
-    def allows(self, new_text: str) -> bool:
-        # A byte-level model may stop inside a character: check only whole ones.
-        text = self.prompt + new_text.rstrip("\ufffd")
-        if self.index.copied(text, len(self.prompt), self.checked):
-            self.blocked += 1
-            return False
-        return True
-
-    def passed(self, new_text: str) -> None:
-        """The row took `new_text` (every check allowed it): later checks start after it."""
-        self.checked = len(self.prompt + new_text.rstrip("\ufffd"))
+    def refuses(self, text: str, since: int) -> bool:
+        return self.index.copied(text, len(self.prompt), since)

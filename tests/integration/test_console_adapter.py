@@ -29,7 +29,11 @@ async def test_lines_are_history_mentions_get_replies_and_errors_go_to_stderr(
     assert texts == ["おはよう", "hello @everyone", "what next?"]
     lines = out.splitlines()
     assert lines[0]  # the mention's reply
-    assert "Commands:" in lines[-1]
+    # /help: every command here, the admin's too (the console user is the admin).
+    help_ = out[out.index("What you can do here:") :]
+    assert "/settings set KEY VALUE" in help_ and "/continue TEXT" in help_
+    assert "Continue this message" not in help_  # no message actions in a terminal
+    assert lines[-1] == "Anything else you type is kept as channel history."
     assert "seed must be an integer" in err
 
 
