@@ -69,6 +69,8 @@ class ImportCounts:
     duplicates: int
     # Messages of members who opted out: never stored again, whoever brings them.
     opted_out: int = 0
+    # Messages taken out of the history ("Don't learn from this"): likewise.
+    unlearned: int = 0
 
 
 @dataclass(frozen=True)

@@ -147,6 +147,20 @@ class BotPost(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class UnlearnedMessage(Base):
+    """A message taken out of the history at a member's or an admin's word ("Don't learn
+    from this"): it is never stored again, whoever brings it back (a platform's
+    re-delivery, a backfill, an import)."""
+
+    __tablename__ = "unlearned_messages"
+    __table_args__ = (UniqueConstraint("channel_id", "external_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class ModelVersion(Base):
     __tablename__ = "model_versions"
     __table_args__ = (UniqueConstraint("channel_id", "version"),)

@@ -53,7 +53,9 @@ class ImportReport:
     @property
     def messages(self) -> int:
         """Messages the file held for storing: imported, duplicates and refused."""
-        return sum(c.imported + c.duplicates + c.opted_out for c in self.per_channel.values())
+        return sum(
+            c.imported + c.duplicates + c.opted_out + c.unlearned for c in self.per_channel.values()
+        )
 
 
 async def import_history(
@@ -77,4 +79,6 @@ async def import_history(
     refused = sum(c.opted_out for c in counts.values())
     if refused:
         skipped["written by members who opted out"] += refused
+    if unlearned := sum(c.unlearned for c in counts.values()):
+        skipped["taken out of the history by their author or an admin"] += unlearned
     return ImportReport(path, counts, skipped, parsed - start, stored - parsed)

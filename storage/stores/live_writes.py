@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain import Author, ChannelRef, ChatMessage
 from storage.db import Database
-from storage.models import Channel, Message, User
+from storage.models import Channel, Message, UnlearnedMessage, User
 from storage.stores.message_bulk import MissingReference, lock_references, sqlite_time
 from storage.stores.rows import (
     BULK_CHUNK,
@@ -240,11 +240,14 @@ class LiveWrites:
         # The authors are held by _opted_out's lock; the channels here.
         await lock_references(session, set(channel_ids.values()), ())
         refused = await self._opted_out(session, set(user_ids.values()))
+        gone = await _unlearned(
+            session, [(channel_ids[m.channel], m.external_id) for m in messages]
+        )
         rows: list[tuple[Any, ...]] = []
         kept: set[int] = set()
         for i, m in enumerate(messages):
             author = user_ids[m.channel.platform, m.channel.workspace, m.author.id]
-            if author in refused:
+            if author in refused or (channel_ids[m.channel], m.external_id) in gone:
                 continue
             kept.add(i)
             rows.append(
@@ -409,3 +412,18 @@ async def _insert(
             params = tuple(chain.from_iterable(chunk))
             found += list(await connection.exec_driver_sql(_sqlite_store(len(chunk)), params))
     return {(int(c), str(e)): False for c, e in found}
+
+
+async def _unlearned(session: AsyncSession, keys: list[tuple[int, str]]) -> set[tuple[int, str]]:
+    """Which of these (channel id, external id) were taken out of the history at a
+    member's word: a platform delivering one again (Slack retries) stores nothing. One
+    query for the batch; the table is small (a row per "Don't learn from this")."""
+    if not keys:
+        return set()
+    rows = await session.execute(
+        select(UnlearnedMessage.channel_id, UnlearnedMessage.external_id).where(
+            UnlearnedMessage.channel_id.in_({c for c, _ in keys}),
+            UnlearnedMessage.external_id.in_({e for _, e in keys}),
+        )
+    )
+    return {(c, e) for c, e in rows} & set(keys)

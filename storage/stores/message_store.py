@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.domain import Author, ChannelRef, ChatMessage
 from bot.records import ImportBatch, ImportCounts, LiveFingerprint, LiveRow, TrainingText
 from storage.db import Database
-from storage.models import Channel, Message, User, VoiceConsent
+from storage.models import Channel, Message, UnlearnedMessage, User, VoiceConsent
 from storage.stores.group_commit import GroupCommit
 from storage.stores.live_writes import Delete, Edit, LiveWrites, Result, Store, Write
 from storage.stores.message_bulk import bulk_insert, lock_references
@@ -27,6 +27,7 @@ from storage.stores.rows import (
     insert,
     lock_channels,
     new_user,
+    unlearned,
 )
 from storage.stores.secrets import instance_secret
 
@@ -134,17 +135,20 @@ class SqlMessageStore:
                 messages = groups.get(ref, [])
                 ids = user_ids.get((ref.platform, ref.workspace), {})
                 kept = [m for m in messages if ids[m.author.id] not in opted_out]
+                gone = await unlearned(session, channel_ids[ref], (m.external_id for m in kept))
+                kept_learnable = [m for m in kept if m.external_id not in gone]
                 imported = 0
-                for start in range(0, len(kept), _IMPORT_CHUNK):
-                    chunk = kept[start : start + _IMPORT_CHUNK]
+                for start in range(0, len(kept_learnable), _IMPORT_CHUNK):
+                    chunk = kept_learnable[start : start + _IMPORT_CHUNK]
                     imported += await store_rows(session, channel_ids[ref], chunk, ids)
                     if progress is not None:
                         progress(done + start + len(chunk), total)
                 done += len(messages)
                 result[ref] = ImportCounts(
                     imported=imported,
-                    duplicates=len(kept) - imported,
+                    duplicates=len(kept_learnable) - imported,
                     opted_out=len(messages) - len(kept),
+                    unlearned=len(kept) - len(kept_learnable),
                 )
         if progress is not None:
             progress(total, total)
@@ -299,7 +303,8 @@ class SqlMessageStore:
 
     async def unlearn(self, ref: ChannelRef, external_id: str, *, actor: str) -> bool:
         """A message taken out of the channel's history at a member's or an admin's
-        word (it stays on the platform), audited with who asked."""
+        word (it stays on the platform), audited with who asked, and never stored
+        again (import and live ingest look for it in unlearned_messages)."""
         async with self.db.write() as session:
             channel_id = (await session.execute(select(channel_id_query(ref)))).scalar()
             if channel_id is None:
@@ -309,6 +314,12 @@ class SqlMessageStore:
                 delete(Message).where(
                     Message.channel_id == channel_id, Message.external_id == external_id
                 )
+            )
+            # Remembered whether or not it was stored: it is never stored again.
+            await session.execute(
+                insert(session, UnlearnedMessage)
+                .values(channel_id=channel_id, external_id=external_id)
+                .on_conflict_do_nothing()
             )
             if not res.rowcount:  # type: ignore[attr-defined]
                 return False

@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain import ChannelRef, Platform
-from storage.models import AuditEntry, Channel, User, Workspace
+from storage.models import AuditEntry, Channel, UnlearnedMessage, User, Workspace
 
 # The audit entry a channel gets each time a member's messages in it are forgotten.
 # How many it has is the channel's "forget epoch" (SqlModelRegistry.forget_epoch).
@@ -170,3 +170,22 @@ def audit_entry(
         new_value=json.dumps(new),
         at=datetime.now(UTC),
     )
+
+
+async def unlearned(
+    session: AsyncSession, channel_id: int, external_ids: Iterable[str]
+) -> set[str]:
+    """Which of these messages of the channel were taken out of the history at a
+    member's word (never stored again)."""
+    ids = sorted(set(external_ids))
+    found: set[str] = set()
+    for start in range(0, len(ids), BULK_CHUNK):
+        found.update(
+            await session.scalars(
+                select(UnlearnedMessage.external_id).where(
+                    UnlearnedMessage.channel_id == channel_id,
+                    UnlearnedMessage.external_id.in_(ids[start : start + BULK_CHUNK]),
+                )
+            )
+        )
+    return found
