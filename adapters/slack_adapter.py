@@ -164,9 +164,6 @@ class SlackAdapter:
         self._admins[user_id] = (time.monotonic(), admin, locale)
         return admin, locale
 
-    async def _is_admin(self, user_id: str) -> bool:
-        return (await self._member(user_id))[0]
-
     async def _author(self, user_id: str, name: str) -> tuple[Author, Locale | None]:
         admin, locale = await self._member(user_id)
         return Author(id=user_id, name=name, is_admin=admin), locale

@@ -41,15 +41,8 @@ class Conversations:
         """The conversation's texts, oldest first: members' messages as stored now,
         the bot's as it posted them; what is gone is left out."""
         members = await self.stores.messages.texts(ref, chain)
-        out = []
-        for external_id in chain:
-            text = members.get(external_id)
-            if text is None:  # the bot's, or gone
-                post = await self.stores.posts.find(ref, external_id)
-                text = post.text if post is not None else None
-            if text:
-                out.append(text)
-        return out
+        own = await self.stores.posts.texts(ref, [i for i in chain if i not in members])
+        return [t for i in chain if (t := members.get(i) or own.get(i))]
 
     async def posted(
         self, ref: ChannelRef, reply: Reply, posted: Sequence[tuple[str, str]], thread: str | None

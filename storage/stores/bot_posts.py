@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select
 
 from bot.domain import ChannelRef
 from bot.records import BotPost as BotPostInfo
@@ -63,33 +63,36 @@ class SqlBotPostStore:
             )
 
     async def find(self, ref: ChannelRef, external_id: str) -> BotPostInfo | None:
-        async with self.db.read() as session:
-            row = (
-                await session.scalars(
-                    select(BotPost).where(
-                        BotPost.channel_id == channel_id_query(ref),
-                        BotPost.external_id == external_id,
-                    )
-                )
-            ).one_or_none()
-            return None if row is None else _info(row)
+        found = await self._newest(ref, BotPost.external_id == external_id)
+        return found[0] if found else None
 
     async def newest_in_thread(self, ref: ChannelRef, thread: str) -> BotPostInfo | None:
         """The bot's newest post in a thread (Slack), or the thread's root when it is
         the bot's."""
+        found = await self._newest(
+            ref, (BotPost.thread == thread) | (BotPost.external_id == thread)
+        )
+        return found[0] if found else None
+
+    async def texts(self, ref: ChannelRef, external_ids: Sequence[str]) -> dict[str, str]:
+        """What the bot posted as each of these messages that is kept, by id."""
+        if not external_ids:
+            return {}
+        found = await self._newest(ref, BotPost.external_id.in_(list(external_ids)), limit=None)
+        return {post.external_id: post.text for post in found}
+
+    async def _newest(
+        self, ref: ChannelRef, where: ColumnElement[bool], limit: int | None = 1
+    ) -> list[BotPostInfo]:
+        """The channel's posts that match `where`, newest first."""
+        query = (
+            select(BotPost)
+            .where(BotPost.channel_id == channel_id_query(ref), where)
+            .order_by(BotPost.id.desc())
+            .limit(limit)
+        )
         async with self.db.read() as session:
-            row = (
-                await session.scalars(
-                    select(BotPost)
-                    .where(
-                        BotPost.channel_id == channel_id_query(ref),
-                        (BotPost.thread == thread) | (BotPost.external_id == thread),
-                    )
-                    .order_by(BotPost.id.desc())
-                    .limit(1)
-                )
-            ).one_or_none()
-            return None if row is None else _info(row)
+            return [_info(row) for row in await session.scalars(query)]
 
     async def delete(self, ref: ChannelRef, external_ids: Sequence[str]) -> int:
         """Posts deleted on the platform go here too."""
